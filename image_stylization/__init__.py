@@ -1,0 +1,11 @@
+"""image_stylization: Dumoulin, Shlens & Kudlur, "A Learned Representation for Artistic Style"
+(ICLR 2017) in TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"
+
+from image_stylization.layers import (  # noqa: F401
+    ConditionalInstanceNormalization,
+    NearestUpsampling2D,
+    ReflectionPadConv2D,
+)
+from image_stylization.model import build_transformer  # noqa: F401

@@ -1,0 +1,132 @@
+"""Our model format: a directory with `model.keras` and `manifest.json`.
+
+`model.keras` is the transformer only (never VGG, so it stays ~7 MB for the paper network at
+N=32, not Magenta's 548 MB). `manifest.json` carries what the weights cannot: style names,
+preset, provenance, license. Loading never unpickles anything: Keras loads with safe_mode=True.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+from image_stylization import layers as _layers  # noqa: F401  (registers the custom layers)
+from image_stylization.model import num_styles_of
+
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not exist, does not load, or does not match what was asked."""
+
+
+def bundled_checkpoint_dir(name="tf_stylize_26"):
+    """Directory of a model bundled with the package (installed as `image_stylization.bundled`)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (
+        os.path.join(here, "bundled", name),  # wheel / non-editable install
+        os.path.join(os.path.dirname(here), "checkpoints", name),  # source checkout / editable
+    ):
+        if os.path.isfile(os.path.join(candidate, MANIFEST_FILE)):
+            return candidate
+    raise CheckpointError(f"bundled model {name!r} is not installed (looked beside {here})")
+
+
+def save_model(model, directory, style_names=None, overwrite=False, **manifest_fields):
+    """Writes `model.keras` and `manifest.json` into `directory`, atomically.
+
+    The files are written into a temporary sibling directory that is renamed into place, so an
+    interrupted save never leaves a half-written model behind.
+    """
+    n = num_styles_of(model)
+    style_names = list(style_names) if style_names is not None else [f"style_{i}" for i in range(n)]
+    if len(style_names) != n:
+        raise ValueError(f"style_names has {len(style_names)} entries, the model has {n} styles")
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory) and not overwrite:
+        if not os.path.isdir(directory) or os.listdir(directory):
+            raise CheckpointError(f"{directory} exists and is not empty (use overwrite=True)")
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would survive the rename
+        model.save(os.path.join(tmp, MODEL_FILE))
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "num_styles": n,
+            "style_names": style_names,
+        }
+        manifest.update(manifest_fields)
+        with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def read_manifest(directory):
+    path = os.path.join(directory, MANIFEST_FILE)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no manifest") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable manifest ({e})") from None
+    if not isinstance(manifest.get("style_names"), list):
+        raise CheckpointError(f"{path}: manifest has no style_names list")
+    return manifest
+
+
+def load_model(checkpoint=None):
+    """Loads a transformer.
+
+    `checkpoint` may be None (the bundled 26-style model), one of our model directories, a
+    `.keras` file, or a Magenta TF1 checkpoint (file prefix or directory; converted on the fly).
+    The returned `keras.Model` carries `style_names` and `manifest` attributes.
+    """
+    if checkpoint is None:
+        checkpoint = bundled_checkpoint_dir()
+    checkpoint = os.fspath(checkpoint)
+    manifest = None
+    if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
+        manifest = read_manifest(checkpoint)
+        model_path = os.path.join(checkpoint, MODEL_FILE)
+    elif checkpoint.endswith(".keras") and os.path.isfile(checkpoint):
+        model_path = checkpoint
+        sibling = os.path.join(os.path.dirname(checkpoint), MANIFEST_FILE)
+        if os.path.isfile(sibling):
+            manifest = read_manifest(os.path.dirname(checkpoint))
+    else:
+        from image_stylization import convert  # TF1 checkpoints; imported lazily
+
+        if convert.is_magenta_checkpoint(checkpoint):
+            return convert.load_magenta_checkpoint(checkpoint)
+        raise CheckpointError(
+            f"{checkpoint}: not a model directory (with {MODEL_FILE}), a .keras file, or a "
+            f"Magenta checkpoint"
+        )
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for a corrupt zip/h5/config.
+        raise CheckpointError(f"{model_path}: cannot load model ({type(e).__name__}: {e})") from None
+    n = num_styles_of(model)
+    if manifest is None:
+        manifest = {"num_styles": n, "style_names": [f"style_{i}" for i in range(n)]}
+    if len(manifest["style_names"]) != n:
+        raise CheckpointError(
+            f"{checkpoint}: manifest names {len(manifest['style_names'])} styles, model has {n}"
+        )
+    model.style_names = list(manifest["style_names"])
+    model.manifest = manifest
+    return model

@@ -1,0 +1,63 @@
+"""What every absl entry point shares: bad input ends in one line on stderr and exit status 2.
+
+Entry points define flags, and a `main(argv)` that only turns flags into a library call; they
+raise `UsageError` (or a library error listed in `USAGE_ERRORS`) for bad input.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad flags or bad input files; reported as one line with exit status 2."""
+
+
+def usage_errors():
+    # Imported lazily so that `--help` does not pay for TensorFlow.
+    from image_stylization.checkpoint import CheckpointError
+
+    errors = [UsageError, CheckpointError, FileNotFoundError]
+    try:
+        from image_stylization.image_io import ImageError
+
+        errors.append(ImageError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def fail(message):
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "image_stylization"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).splitlines()[0])
+
+
+def run(main, argv=None):
+    """`absl.app.run` with usage errors turned into one line and exit status 2."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except usage_errors() as e:
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+
+
+def require(flag_value, name):
+    if flag_value in (None, ""):
+        raise UsageError(f"--{name} is required")
+    return flag_value

@@ -1,0 +1,29 @@
+"""Shared test setup: quiet TensorFlow, the `slow` marker, and the path to ../shared/data."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: real-data runs of more than a few seconds")
+
+
+def shared_path(*parts):
+    """Path under ../shared/data, or a skip that says why when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (../shared/data is not present beside this checkout)")
+    return path
+
+
+@pytest.fixture
+def shared():
+    return shared_path

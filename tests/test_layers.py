@@ -1,0 +1,157 @@
+"""Layers against independent numpy references."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from image_stylization.layers import (
+    ConditionalInstanceNormalization,
+    NearestUpsampling2D,
+    ReflectionPadConv2D,
+)
+
+rng = np.random.default_rng(0)
+
+
+def np_instance_norm(x, gamma, beta, eps=1e-5):
+    """x [B,H,W,C]; gamma, beta [B,C]. Biased variance over H,W."""
+    x = x.astype(np.float64)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma[:, None, None, :] + beta[:, None, None, :]
+
+
+def np_reflect_conv(x, kernel, stride):
+    """Reflection pad k//2 then VALID cross-correlation, in float64 loops over the kernel."""
+    k = kernel.shape[0]
+    p = k // 2
+    xp = np.pad(x.astype(np.float64), [(0, 0), (p, p), (p, p), (0, 0)], mode="reflect")
+    b, h, w, _ = xp.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.zeros((b, oh, ow, kernel.shape[-1]))
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride, :]
+            out += patch @ kernel[i, j].astype(np.float64)
+    return out
+
+
+def make_cin(num_styles, channels, eps=1e-5):
+    layer = ConditionalInstanceNormalization(num_styles, epsilon=eps)
+    layer.build(((None, None, None, channels), (None, num_styles)))
+    gamma = rng.normal(1.0, 0.5, (num_styles, channels)).astype("float32")
+    beta = rng.normal(0.0, 0.5, (num_styles, channels)).astype("float32")
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    return layer, gamma, beta
+
+
+class TestConditionalInstanceNormalization:
+    def test_one_hot_matches_numpy(self):
+        layer, gamma, beta = make_cin(5, 4)
+        x = rng.normal(3.0, 2.0, (3, 6, 7, 4)).astype("float32")
+        labels = np.array([4, 0, 2])
+        w = np.eye(5, dtype="float32")[labels]
+        y = np.asarray(layer([x, w]))
+        np.testing.assert_allclose(y, np_instance_norm(x, gamma[labels], beta[labels]), atol=2e-5)
+
+    def test_labels_equal_one_hot(self):
+        layer, _, _ = make_cin(5, 4)
+        x = rng.normal(size=(3, 6, 7, 4)).astype("float32")
+        labels = np.array([1, 3, 3], dtype="int32")
+        y_labels = np.asarray(layer([x, labels]))
+        y_onehot = np.asarray(layer([x, np.eye(5, dtype="float32")[labels]]))
+        np.testing.assert_array_equal(y_labels, y_onehot)
+
+    def test_blend_is_convex_combination_of_tables(self):
+        layer, gamma, beta = make_cin(3, 4)
+        x = rng.normal(size=(2, 5, 5, 4)).astype("float32")
+        w = np.array([[0.2, 0.0, 0.8], [1 / 3, 1 / 3, 1 / 3]], dtype="float32")
+        y = np.asarray(layer([x, w]))
+        np.testing.assert_allclose(y, np_instance_norm(x, w @ gamma, w @ beta), atol=2e-5)
+
+    def test_config_round_trip(self):
+        layer = ConditionalInstanceNormalization(7, epsilon=1e-3, name="cin")
+        clone = ConditionalInstanceNormalization.from_config(layer.get_config())
+        assert (clone.num_styles, clone.epsilon, clone.name) == (7, 1e-3, "cin")
+
+    def test_statistics_in_float32_under_float16(self):
+        # Activations around 300 have a variance near 1e5, beyond float16's 65504.
+        layer = ConditionalInstanceNormalization(2, dtype="mixed_float16")
+        x = rng.normal(300.0, 300.0, (1, 8, 8, 3)).astype("float16")
+        y = layer([x, np.eye(2, dtype="float32")[:1]])
+        assert keras.backend.standardize_dtype(y.dtype) == "float16"
+        assert np.all(np.isfinite(np.asarray(y, dtype="float32")))
+        ref = np_instance_norm(x.astype("float32"), np.ones((1, 3)), np.zeros((1, 3)))
+        np.testing.assert_allclose(np.asarray(y, dtype="float32"), ref, atol=1e-2)
+
+    @pytest.mark.parametrize("n", [0, -1, 2.5, None])
+    def test_bad_num_styles(self, n):
+        with pytest.raises(ValueError, match="num_styles must be an integer >= 1"):
+            ConditionalInstanceNormalization(n)
+
+    def test_wrong_style_width(self):
+        layer, _, _ = make_cin(4, 3)
+        with pytest.raises(ValueError, match=r"style_weights must have shape \[batch, num_styles=4\]"):
+            layer([np.zeros((1, 4, 4, 3), "float32"), np.zeros((1, 5), "float32")])
+
+    def test_float_rank1_rejected(self):
+        layer, _, _ = make_cin(4, 3)
+        with pytest.raises(ValueError, match="integer labels"):
+            layer([np.zeros((2, 4, 4, 3), "float32"), np.zeros((2,), "float32")])
+
+
+class TestReflectionPadConv2D:
+    @pytest.mark.parametrize("kernel,stride,size", [(3, 1, (9, 11)), (3, 2, (8, 10)), (3, 2, (9, 7)), (9, 1, (12, 13))])
+    def test_matches_numpy(self, kernel, stride, size):
+        layer = ReflectionPadConv2D(5, kernel, stride)
+        x = rng.normal(size=(2, *size, 3)).astype("float32")
+        y = np.asarray(layer(x))
+        expected = np_reflect_conv(x, np.asarray(layer.kernel), stride)
+        assert y.shape == expected.shape
+        np.testing.assert_allclose(y, expected, atol=1e-4)
+
+    def test_padding_is_reflect_not_zero(self):
+        # A constant image stays constant under reflection padding; zero padding darkens edges.
+        layer = ReflectionPadConv2D(1, 3, 1, kernel_initializer="ones")
+        y = np.asarray(layer(np.ones((1, 6, 6, 1), "float32")))
+        np.testing.assert_allclose(y, 9.0)
+
+    def test_init_is_normal_0_001_without_bias(self):
+        layer = ReflectionPadConv2D(64, 9)
+        layer.build((None, None, None, 32))
+        k = np.asarray(layer.kernel)
+        assert len(layer.weights) == 1
+        assert abs(k.mean()) < 1e-3 and abs(k.std() - 0.01) < 5e-4
+
+    @pytest.mark.parametrize("k", [2, 4, 0])
+    def test_even_kernel_rejected(self, k):
+        with pytest.raises(ValueError, match="kernel_size must be a positive odd integer"):
+            ReflectionPadConv2D(8, k)
+
+    def test_config_round_trip(self):
+        layer = ReflectionPadConv2D(8, 5, 2, name="c")
+        clone = ReflectionPadConv2D.from_config(layer.get_config())
+        assert (clone.filters, clone.kernel_size, clone.strides, clone.name) == (8, 5, 2, "c")
+
+
+def test_nearest_upsampling_is_pixel_repetition():
+    x = rng.normal(size=(2, 3, 5, 4)).astype("float32")
+    y = np.asarray(NearestUpsampling2D(2)(x))
+    np.testing.assert_array_equal(y, x.repeat(2, axis=1).repeat(2, axis=2))
+
+
+def test_layers_save_and_reload(tmp_path):
+    image = keras.Input((None, None, 3))
+    style = keras.Input((3,))
+    x = ReflectionPadConv2D(4, 3, 2, name="conv")(image)
+    x = ConditionalInstanceNormalization(3, name="norm")([x, style])
+    x = NearestUpsampling2D(2, name="up")(x)
+    model = keras.Model([image, style], x)
+    model.get_layer("norm").gamma.assign(rng.normal(size=(3, 4)).astype("float32"))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    args = [rng.random((1, 8, 12, 3)).astype("float32"), np.eye(3, dtype="float32")[1:2]]
+    np.testing.assert_array_equal(np.asarray(model(args)), np.asarray(loaded(args)))
