@@ -5,6 +5,7 @@ N=32, not Magenta's 548 MB). `manifest.json` carries what the weights cannot: st
 preset, provenance, license. Loading never unpickles anything: Keras loads with safe_mode=True.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -98,6 +99,8 @@ def load_model(checkpoint=None):
     if checkpoint is None:
         checkpoint = bundled_checkpoint_dir()
     checkpoint = os.fspath(checkpoint)
+    if not os.path.exists(checkpoint) and not glob.glob(glob.escape(checkpoint) + ".*"):
+        raise CheckpointError(f"{checkpoint}: no such file, directory or checkpoint prefix")
     manifest = None
     if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
         manifest = read_manifest(checkpoint)

@@ -1,0 +1,73 @@
+"""Our model format: model.keras + manifest.json, written atomically, loaded safely."""
+
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from image_stylization.checkpoint import CheckpointError, load_model, save_model
+from image_stylization.model import build_transformer, norm_layers
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = build_transformer(3, preset="android_26")
+    rng = np.random.default_rng(2)
+    for layer in norm_layers(m):
+        layer.gamma.assign(rng.normal(1, 0.3, layer.gamma.shape).astype("float32"))
+    return m
+
+
+def test_round_trip(model, tmp_path):
+    path = pathlib.Path(save_model(model, tmp_path / "m", ["a", "b", "c"], preset="android_26", license="test"))
+    assert sorted(os.listdir(path)) == ["manifest.json", "model.keras"]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o755"
+    loaded = load_model(path)
+    assert loaded.style_names == ["a", "b", "c"]
+    assert loaded.manifest["preset"] == "android_26" and loaded.manifest["num_styles"] == 3
+    x = {"image": np.random.rand(2, 20, 24, 3).astype("float32"),
+         "style_weights": np.array([[1, 0, 0], [0.2, 0.3, 0.5]], "float32")}
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(loaded(x)))
+    # A bare .keras file loads too, with default names when no manifest is beside it.
+    os.rename(path / "manifest.json", tmp_path / "elsewhere.json")
+    bare = load_model(path / "model.keras")
+    assert bare.style_names == ["style_0", "style_1", "style_2"]
+
+
+def test_no_vgg_in_checkpoint(model, tmp_path):
+    path = pathlib.Path(save_model(model, tmp_path / "m"))
+    assert os.path.getsize(path / "model.keras") < 1_000_000  # 140k conv weights + tables
+
+
+def test_refuses_non_empty_directory(model, tmp_path):
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="not empty"):
+        save_model(model, target)
+    assert os.listdir(target) == ["keep.txt"]
+    save_model(model, target, overwrite=True)
+    assert "keep.txt" not in os.listdir(target)
+
+
+def test_failed_save_leaves_nothing(model, tmp_path):
+    with pytest.raises(ValueError, match="style_names has 2 entries, the model has 3"):
+        save_model(model, tmp_path / "m", ["a", "b"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_checkpoints(model, tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"not a zip")
+    (broken / "manifest.json").write_text(json.dumps({"style_names": ["a"]}))
+    with pytest.raises(CheckpointError, match="cannot load model"):
+        load_model(broken)
+    path = pathlib.Path(save_model(model, tmp_path / "m"))
+    (path / "manifest.json").write_text(json.dumps({"style_names": ["only one"]}))
+    with pytest.raises(CheckpointError, match="manifest names 1 styles, model has 3"):
+        load_model(path)
