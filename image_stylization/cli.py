@@ -21,8 +21,10 @@ class UsageError(ValueError):
 def usage_errors():
     # Imported lazily so that `--help` does not pay for TensorFlow.
     from image_stylization.checkpoint import CheckpointError
+    from image_stylization.style_dataset import DatasetError
+    from image_stylization.vgg import WeightsError
 
-    errors = [UsageError, CheckpointError, FileNotFoundError]
+    errors = [UsageError, CheckpointError, FileNotFoundError, DatasetError, WeightsError]
     try:
         from image_stylization.image_io import ImageError
 

@@ -1,0 +1,271 @@
+"""Reading and writing images: every input mode to float RGB in [0, 1], and atomic, rounded saves.
+
+This module needs only Pillow and numpy (no TensorFlow).
+"""
+
+import os
+import secrets
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Extension -> Pillow format name. A file's bytes always match its extension (Magenta wrote JPEG
+# bytes into ".png" files).
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
+_SAVE_OPTIONS = {"PNG": {}, "JPEG": {"quality": 90}, "WEBP": {"quality": 90}}
+
+_WHITE = 1.0  # transparent pixels are composited onto white, as image viewers show them
+
+
+class ImageError(ValueError):
+    """An image that cannot be read or written; the message starts with the file name."""
+
+
+def _name(source):
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL image>"
+    return "<array>"
+
+
+def _open(path):
+    """Opens and fully decodes `path`, turning every failure into an ImageError naming it."""
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            try:
+                out = ImageOps.exif_transpose(img)
+            except Exception:  # noqa: BLE001  (a malformed EXIF block is not worth failing for)
+                out = img.copy()
+            return out
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # Pillow reports truncated/corrupt data as OSError, and some plugins as SyntaxError.
+        raise ImageError(f"{name}: cannot read image ({e})") from None
+
+
+def _pil_to_float(img, name):
+    """Any Pillow mode -> float32 [H, W, 3] in [0, 1]."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grayscale (PNG, TIFF): full 0..65535 range, not clipped to 8 bits.
+        gray = np.asarray(img).astype(np.float32) / 65535.0
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "I":
+        # 32-bit integer mode: what Pillow gives for 16-bit grayscale PNGs in some versions, so
+        # it is read on the 16-bit scale.
+        gray = np.clip(np.asarray(img, dtype=np.float64), 0, 65535).astype(np.float32) / 65535.0
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        # Pillow's own convention for float images is the 0..255 scale (convert("L") clips there).
+        gray = np.asarray(img, dtype=np.float32)
+        if not np.all(np.isfinite(gray)):
+            raise ImageError(f"{name}: float image contains NaN or infinite values")
+        gray = np.clip(gray / 255.0, 0.0, 1.0)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    ) or (mode in ("L", "RGB") and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[:, :, 3:4]
+        # Premultiplied modes store colour already multiplied by alpha.
+        if mode in ("RGBa", "La"):
+            rgb = rgba[:, :, :3] + _WHITE * (1.0 - alpha)
+        else:
+            rgb = rgba[:, :, :3] * alpha + _WHITE * (1.0 - alpha)
+        return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    if mode != "RGB":
+        try:
+            img = img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+        except (ValueError, OSError) as e:
+            raise ImageError(f"{name}: cannot convert {mode} image to RGB ({e})") from None
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def _array_to_float(array, name):
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"{name}: expected an image array of shape [H, W], [H, W, 3] or [H, W, 4], got {a.shape}"
+        )
+    if a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)):
+            raise ImageError(f"{name}: float image contains NaN or infinite values")
+        if a.size and (a.min() < 0.0 or a.max() > 1.0):
+            raise ImageError(
+                f"{name}: float image values must be in [0, 1], got [{a.min():.4g}, {a.max():.4g}]"
+                f" (pass uint8 for 0..255 data)"
+            )
+        f = a.astype(np.float32)
+    else:
+        raise ImageError(f"{name}: unsupported array dtype {a.dtype} (use uint8, uint16 or float)")
+    if f.ndim == 2:
+        f = np.repeat(f[:, :, None], 3, axis=2)
+    elif f.shape[2] == 4:
+        alpha = f[:, :, 3:4]
+        f = f[:, :, :3] * alpha + _WHITE * (1.0 - alpha)
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+def load_image(source):
+    """Reads an image as float32 RGB [H, W, 3] in [0, 1].
+
+    `source` is a path, a PIL image, or an array: uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4],
+    or float in [0, 1]. Files get their EXIF orientation applied; transparent pixels are
+    composited onto white; grayscale, palette, CMYK and 16-bit images become RGB on their full
+    range. Any failure raises `ImageError` whose message starts with the file name.
+    """
+    name = _name(source)
+    if isinstance(source, (str, os.PathLike)):
+        img = _open(source)
+    elif isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        return _array_to_float(source, name)
+    else:
+        raise ImageError(f"{name}: expected a path, a PIL image or a numpy array, got "
+                         f"{type(source).__name__}")
+    out = _pil_to_float(img, name)
+    if out.shape[0] == 0 or out.shape[1] == 0:
+        raise ImageError(f"{name}: empty image ({out.shape[1]}x{out.shape[0]})")
+    return out
+
+
+def to_uint8(image):
+    """float [0, 1] -> uint8, rounded (Magenta truncated, darkening every pixel by 0.5 on average)."""
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        return a
+    if not np.all(np.isfinite(a)):
+        raise ValueError("image contains NaN or infinite values")
+    return np.rint(np.clip(a.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def load_image_uint8(source):
+    """`load_image`, as uint8 [H, W, 3] (rounded)."""
+    return to_uint8(load_image(source))
+
+
+def fit_size(height, width, max_size):
+    """(h, w) with the longest side at most `max_size`, aspect kept; never larger than the input."""
+    if max_size is None or max_size <= 0 or max(height, width) <= max_size:
+        return height, width
+    scale = max_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_max(image, max_size):
+    """Downscales so the longest side is `max_size` (Lanczos, antialiased); never upscales.
+
+    `image` is a float [H, W, 3] array in [0, 1] or a uint8 array; the result has the same dtype.
+    `max_size` None or 0 means no limit.
+    """
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size must be >= 0, got {max_size}")
+    a = np.asarray(image)
+    h, w = a.shape[:2]
+    new_h, new_w = fit_size(h, w, max_size)
+    if (new_h, new_w) == (h, w):
+        return a
+    if a.dtype == np.uint8:
+        img = Image.fromarray(a)
+        return np.asarray(img.resize((new_w, new_h), Image.Resampling.LANCZOS))
+    # Per channel in Pillow's float mode: no 8-bit quantization of 16-bit or float inputs.
+    channels = a[:, :, None] if a.ndim == 2 else a
+    out = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(channels[:, :, c], dtype=np.float32), mode="F")
+                .resize((new_w, new_h), Image.Resampling.LANCZOS)
+            )
+            for c in range(channels.shape[2])
+        ],
+        axis=2,
+    )
+    out = np.clip(out, 0.0, 1.0).astype(a.dtype if a.dtype.kind == "f" else np.float32)
+    return out[:, :, 0] if a.ndim == 2 else out
+
+
+def format_of(path, format=None):
+    """Pillow format name for `path`; `format` (png|jpg|jpeg|webp) must agree with the extension."""
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in FORMATS:
+        raise ImageError(
+            f"{name}: unknown image extension {ext or '(none)'!r}; use one of "
+            f"{', '.join(sorted(FORMATS))}"
+        )
+    if format is not None:
+        key = str(format).lower().lstrip(".")
+        if key not in EXTENSIONS:
+            raise ImageError(f"{name}: unknown format {format!r}; use png, jpg or webp")
+        if FORMATS[EXTENSIONS[key]] != FORMATS[ext]:
+            raise ImageError(f"{name}: extension {ext!r} does not match format {format!r}")
+    return FORMATS[ext]
+
+
+def save_image(image, path, format=None):
+    """Writes an RGB image atomically: a temporary file in the same directory, then `os.replace`.
+
+    `image` is float [H, W, 3] in [0, 1] (rounded to uint8; NaN or infinite values are refused
+    rather than written as black), a uint8 array, or a PIL image. The format comes from `format`
+    or the extension (.png, .jpg/.jpeg, .webp), and the bytes always match the extension.
+    Returns the path.
+    """
+    name = os.fspath(path)
+    fmt = format_of(name, format)
+    if isinstance(image, Image.Image):
+        img = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    else:
+        a = np.asarray(image)
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise ImageError(f"{name}: image contains NaN or infinite values; not writing it")
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[:, :, 0]
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+            raise ImageError(f"{name}: expected an image of shape [H, W, 3] or [H, W], got {a.shape}")
+        if a.dtype != np.uint8 and a.dtype.kind != "f":
+            raise ImageError(f"{name}: unsupported dtype {a.dtype} (use float in [0, 1] or uint8)")
+        img = Image.fromarray(to_uint8(a))
+    directory = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(directory):
+        raise ImageError(f"{name}: directory {directory} does not exist")
+    tmp = os.path.join(directory, f".{os.path.basename(name)}.{secrets.token_hex(4)}.tmp")
+    try:
+        # O_EXCL and mode 0o666 (minus the umask): the final file gets normal permissions.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt, **_SAVE_OPTIONS[fmt])
+        os.replace(tmp, name)
+    except OSError as e:
+        _remove_quietly(tmp)
+        raise ImageError(f"{name}: cannot write image ({e.strerror or e})") from None
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    return name
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
