@@ -28,7 +28,7 @@ setup(
     # a wheel stylizes with no download.
     package_dir={"image_stylization.bundled": "checkpoints"},
     package_data={
-        "image_stylization.bundled": ["*/manifest.json", "*/model.keras", "*/*.md"],
+        "image_stylization.bundled": ["README.md", "*/manifest.json", "*/model.keras", "*/*.md"],
         "image_stylization": ["assets/*"],
     },
     install_requires=[

