@@ -15,3 +15,4 @@ from image_stylization.layers import (  # noqa: F401
     ReflectionPadConv2D,
 )
 from image_stylization.model import build_transformer  # noqa: F401
+from image_stylization.stylize import contact_sheet, demo_image_path, load_model, stylize  # noqa: F401,E402

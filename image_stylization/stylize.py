@@ -1,0 +1,569 @@
+"""Stylizing photos with a trained N-style transformer: the Python API behind `image_stylization_transform`.
+
+    from image_stylization import stylize, load_model
+    painting = stylize("photo.jpg", "Starry night")           # PIL.Image
+    a, b = stylize(array_uint8, [3, 19])                       # two uint8 arrays, one batched call
+    mix = stylize(pil_image, {3: 0.3, 19: 0.7}, strength=0.8)  # one blend, PIL.Image
+
+Styles are chosen by index or by the manifest's display name. A list gives one output per entry,
+computed in batched calls; a dict gives one blend, its weights normalized to sum 1, so each
+conditional instance norm uses the convex combination of the styles' gamma/beta (the paper's
+style interpolation, section 5), not a mix of output pixels.
+"""
+
+import ast
+import functools
+import math
+import numbers
+import os
+import re
+import unicodedata
+import weakref
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from image_stylization import image_io
+from image_stylization.checkpoint import load_model as _load_checkpoint
+
+# Longest side an image is stylized at unless asked otherwise: ~1 s for the bundled network on a
+# laptop CPU and well under 1 GB of activations. Larger inputs are downscaled, never upscaled.
+DEFAULT_MAX_SIZE = 1024
+# Budget of batch x pixels per forward call, so a long style list on a big photo does not need
+# gigabytes of activations at once (the paper network holds ~0.6 kB of float32 per pixel).
+MAX_BATCH_PIXELS = 4 * 1024 * 1024
+MIN_SIZE = 16  # the network's own lower bound (two stride-2 stages and 9x9 kernels)
+
+
+class StyleError(ValueError):
+    """A style selection that does not fit the model: unknown name, index out of range, bad weights."""
+
+
+def load_model(checkpoint=None):
+    """The transformer in `checkpoint`; see `checkpoint.load_model`.
+
+    None gives the bundled 26-style model, loaded once per process and shared (as `stylize` does
+    when called without a model).
+    """
+    if checkpoint is None:
+        return _default_model()
+    return _load_checkpoint(checkpoint)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model():
+    return _load_checkpoint(None)
+
+
+def demo_image_path():
+    """Path of the photo that ships with the package (NASA, public domain; see assets/README.md)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "astronaut.jpg")
+
+
+def style_names_of(model):
+    from image_stylization.model import num_styles_of
+
+    names = getattr(model, "style_names", None)
+    return list(names) if names is not None else [f"style_{i}" for i in range(num_styles_of(model))]
+
+
+# ----------------------------------------------------------------------------- style selection
+
+
+def _normalize_name(name):
+    return re.sub(r"[\s_\-]+", " ", str(name).strip().lower())
+
+
+def _resolve_one(style, style_names):
+    """An index (int, or a string of digits) or a display name -> index in range."""
+    n = len(style_names)
+    if isinstance(style, (bool, np.bool_)):
+        raise StyleError(f"style must be an index or a name, got {style!r}")
+    if isinstance(style, numbers.Integral):
+        index = int(style)
+    elif isinstance(style, str):
+        text = style.strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            index = int(text)
+        else:
+            if text in style_names:
+                return style_names.index(text)
+            key = _normalize_name(text)
+            # Exact name, then the same ignoring case/spaces/underscores, then a unique part of
+            # a name ("starry night" for "The Starry Night (van Gogh)").
+            for matches in (
+                [i for i, s in enumerate(style_names) if _normalize_name(s) == key],
+                [i for i, s in enumerate(style_names) if key and key in _normalize_name(s)],
+            ):
+                if len(matches) == 1:
+                    return matches[0]
+                if len(matches) > 1:
+                    raise StyleError(
+                        f"style name {style!r} is ambiguous: it matches "
+                        + ", ".join(f"{i} {style_names[i]!r}" for i in matches)
+                    )
+            raise StyleError(
+                f"unknown style name {style!r}; use an index 0..{n - 1} or one of the model's names"
+            )
+    else:
+        raise StyleError(f"style must be an index or a name, got {type(style).__name__} {style!r}")
+    if not 0 <= index < n:
+        raise StyleError(f"style index {index} is out of range: this model has {n} styles (0..{n - 1})")
+    return index
+
+
+def _weight(value, key):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise StyleError(f"weight of style {key!r} must be a number, got {value!r}")
+    w = float(value)
+    if not math.isfinite(w):
+        raise StyleError(f"weight of style {key!r} must be finite, got {value!r}")
+    if w < 0:
+        raise StyleError(f"weight of style {key!r} must be >= 0, got {value!r}")
+    return w
+
+
+def resolve_styles(styles, style_names):
+    """Validates a style selection.
+
+    Returns a list of indices for a single style (int or name) or a list/tuple of them, or a dict
+    {index: weight} with weights normalized to sum 1 for a dict (repeated styles add up).
+    Raises `StyleError` with a message saying what is wrong.
+    """
+    style_names = list(style_names)
+    if isinstance(styles, dict):
+        if not styles:
+            raise StyleError("style blend is empty: give at least one {style: weight}")
+        blend = {}
+        for key, value in styles.items():
+            index = _resolve_one(key, style_names)
+            blend[index] = blend.get(index, 0.0) + _weight(value, key)
+        total = sum(blend.values())
+        if not total > 0:
+            raise StyleError("style weights sum to 0; at least one weight must be positive")
+        return {i: w / total for i, w in sorted(blend.items())}
+    if isinstance(styles, (list, tuple)):
+        if not styles:
+            raise StyleError("style list is empty")
+        return [_resolve_one(s, style_names) for s in styles]
+    return [_resolve_one(styles, style_names)]
+
+
+def parse_which_styles(text, style_names):
+    """Parses Magenta's `--which_styles`: `"[0,5,7]"` (one output each) or `"{0:0.3,5:0.7}"` (a blend).
+
+    The text is read with `ast.literal_eval` (never `eval`). Quoted display names may stand in for
+    indices (`"['Starry night', 3]"`); a bare index or name (`7`, `Starry night`) means one style.
+    Returns what `resolve_styles` returns.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise StyleError("which_styles is empty; expected e.g. \"[0,5,7]\" or \"{0:0.3,5:0.7}\"")
+    stripped = text.strip()
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if stripped[0] in "[{(":
+            raise StyleError(
+                f"cannot parse which_styles {text!r}: expected a list like [0,5,7] or a dict like "
+                f"{{0:0.3,5:0.7}} (quote names: ['Starry night', 3])"
+            ) from None
+        value = stripped  # an unquoted single name
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, (list, dict, int, str)) or isinstance(value, bool):
+        raise StyleError(f"which_styles must be a list or a dict, got {type(value).__name__} {text!r}")
+    return resolve_styles(value, style_names)
+
+
+def weight_matrix(selection, num_styles):
+    """[B, N] float32 style weights: one one-hot row per index of a list, one row for a blend."""
+    if isinstance(selection, dict):
+        w = np.zeros((1, num_styles), np.float32)
+        for i, v in selection.items():
+            w[0, i] = v
+        return w
+    return np.eye(num_styles, dtype=np.float32)[list(selection)]
+
+
+# ----------------------------------------------------------------------------- running the network
+
+_FORWARDS = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model, jit_compile=False, fast=True):
+    """A `tf.function` running `model` on (image [B,H,W,3], style_weights [B,N]); one per model.
+
+    The signature leaves batch, height and width free, so new sizes reuse the same graph instead
+    of retracing. `fast=True` runs `fast_forward` (the same network, re-arranged for CPU speed;
+    equal to the Keras graph within float rounding) when the model has the standard layout, and
+    the Keras graph otherwise. `jit_compile=True` asks XLA for a kernel per shape: faster for
+    repeated sizes, but every new size compiles for a few seconds.
+    """
+    import tensorflow as tf
+
+    key = (bool(jit_compile), bool(fast))
+    per_model = _FORWARDS.setdefault(model, {})
+    if key not in per_model:
+        from image_stylization.model import num_styles_of
+
+        n = num_styles_of(model)
+        plan = _plan(model) if fast else None
+        ref = weakref.ref(model)  # the graph holds the variables, not the model
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.float32),
+                tf.TensorSpec([None, n], tf.float32),
+            ],
+            jit_compile=bool(jit_compile),
+            reduce_retracing=True,
+        )
+        def forward(image, style_weights):
+            if plan is not None:
+                return fast_forward(plan, image, style_weights)
+            return ref()({"image": image, "style_weights": style_weights}, training=False)
+
+        per_model[key] = forward
+    return per_model[key]
+
+
+# ----------------------------------------------------------------------------- fast forward
+# The Keras graph is the reference; this is the same arithmetic arranged for CPU speed. Measured
+# in bench/inference.py: most of the gain comes from the thin full-resolution convolutions
+# (expand.conv2 8->4 after an upsampling, expand.conv3 9x9 4->3), which use a CPU's vector lanes
+# poorly. They become convolutions with 4x the output channels at half resolution followed by a
+# depth_to_space, which compute the same sums:
+# - nearest x2 upsampling, reflection pad 1, 3x3 conv == edge pad 1 at low resolution, a 3x3
+#   conv whose output phases (a, b) sum the taps that land on the same low-res pixel, then
+#   depth_to_space;
+# - a stride-1 k x k conv on an even-sized input == space_to_depth(2), a ceil(k/2) conv, then
+#   depth_to_space.
+
+
+def _selection(kernel, mode):
+    """0/1 tensor mapping taps of a k-tap kernel (per axis) to the re-arranged kernel's taps.
+
+    "s2d": S[d, t, r, a] = 1 when original tap d reads offset t of the space_to_depth grid at
+    input phase r, for output phase a. "upsample" (nearest x2 then reflection pad 1; k = 3 only):
+    S[d, t, a] = 1 when original tap d reads low-resolution offset t for output phase a.
+    """
+    if mode == "s2d":
+        q = (kernel + 1) // 2
+        sel = np.zeros((kernel, q, 2, 2), np.float32)
+        for t in range(q):
+            for r in range(2):
+                for a in range(2):
+                    d = 2 * t + r - a
+                    if 0 <= d < kernel:
+                        sel[d, t, r, a] = 1.0
+        return sel
+    sel = np.zeros((kernel, kernel, 2), np.float32)
+    for d in range(kernel):
+        for a in range(2):
+            sel[d, (a + d + 1) // 2, a] = 1.0
+    return sel
+
+
+def _plan(model):
+    """The network as a list of stages read from the standard layer names, or None."""
+    def stage(name, activation, upsample=1):
+        conv = model.get_layer(name)
+        norm = model.get_layer(f"{name}.InstanceNorm")
+        return dict(conv=conv, norm=norm, activation=activation, upsample=upsample)
+
+    names = {layer.name for layer in model.layers}
+    try:
+        stages = []
+        i = 1
+        while f"contract.conv{i}" in names:
+            stages.append(stage(f"contract.conv{i}", "relu"))
+            i += 1
+        b = 1
+        while f"residual.residual{b}.conv1" in names:
+            stages.append(("residual_start",))
+            stages.append(stage(f"residual.residual{b}.conv1", "relu"))
+            stages.append(stage(f"residual.residual{b}.conv2", None))
+            stages.append(("residual_add",))
+            b += 1
+        i = 1
+        while f"expand.conv{i}.conv" in names:
+            up = names & {f"expand.conv{i}.upsample"}
+            factor = model.get_layer(up.pop()).factor if up else 1
+            last = f"expand.conv{i + 1}.conv" not in names
+            stages.append(stage(f"expand.conv{i}.conv", "sigmoid" if last else "relu", factor))
+            i += 1
+    except ValueError:  # a layer named as expected is missing
+        return None
+    # Only a model built by `build_transformer` is re-arranged: every conv, norm, upsampling
+    # and residual addition of the model must be accounted for by the plan.
+    convs = [s for s in stages if isinstance(s, dict)]
+    counts = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+    expected = {
+        "ReflectionPadConv2D": len(convs),
+        "ConditionalInstanceNormalization": len(convs),
+        "NearestUpsampling2D": sum(1 for s in convs if s["upsample"] > 1),
+        "Add": b - 1,
+    }
+    if not convs or any(counts.get(kind, 0) != n for kind, n in expected.items()):
+        return None
+    for s in convs:
+        if s["conv"].kernel_size % 2 == 0 or s["upsample"] not in (1, 2):
+            return None
+    convs[-1]["s2d"] = convs[-1]["conv"].strides == 1
+    return stages
+
+
+def _conv(x, st):
+    import tensorflow as tf
+
+    conv = st["conv"]
+    k, stride, kernel = conv.kernel_size, conv.strides, conv.kernel
+    p = k // 2
+    if st["upsample"] == 2 and stride == 1 and k == 3:
+        sel = tf.constant(_selection(k, "upsample"))
+        cin, cout = kernel.shape[2], kernel.shape[3]
+        phased = tf.einsum("yta,xsb,yxio->tsiabo", sel, sel, kernel)
+        phased = tf.reshape(phased, [k, k, cin, 4 * cout])
+        x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="SYMMETRIC")  # edge pad, p <= 1
+        return tf.nn.depth_to_space(tf.nn.conv2d(x, phased, 1, "VALID"), 2)
+    if st["upsample"] > 1:
+        size = tf.shape(x)[1:3] * st["upsample"]
+        x = tf.image.resize(x, size, method="nearest")
+    x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+    if st.get("s2d"):
+        sel = tf.constant(_selection(k, "s2d"))
+        cin, cout = kernel.shape[2], kernel.shape[3]
+        q = (k + 1) // 2
+        packed = tf.einsum("ytra,xsub,yxio->tsruiabo", sel, sel, kernel)
+        packed = tf.reshape(packed, [q, q, 4 * cin, 4 * cout])
+        x = tf.nn.space_to_depth(x, 2)
+        return tf.nn.depth_to_space(tf.nn.conv2d(x, packed, 1, "VALID"), 2)
+    return tf.nn.conv2d(x, kernel, stride, "VALID")
+
+
+def _instance_norm(x, norm, style_weights, activation):
+    """Conditional instance norm as one scale and shift per example and channel."""
+    import tensorflow as tf
+
+    gamma = tf.matmul(style_weights, norm.gamma)[:, None, None, :]
+    beta = tf.matmul(style_weights, norm.beta)[:, None, None, :]
+    mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+    scale = gamma * tf.math.rsqrt(variance + norm.epsilon)
+    y = x * scale + (beta - mean * scale)
+    if activation == "relu":
+        return tf.nn.relu(y)
+    if activation == "sigmoid":
+        return tf.math.sigmoid(y)
+    return y
+
+
+def fast_forward(plan, image, style_weights):
+    """The transformer's forward pass from `_plan(model)`: same inputs and output as the model."""
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    h, w = shape[1], shape[2]
+    x = tf.pad(image, [[0, 0], [0, (4 - h % 4) % 4], [0, (4 - w % 4) % 4], [0, 0]], mode="REFLECT")
+    skip = []
+    for st in plan:
+        if st == ("residual_start",):
+            skip.append(x)
+        elif st == ("residual_add",):
+            x = skip.pop() + x
+        else:
+            x = _instance_norm(_conv(x, st), st["norm"], style_weights, st["activation"])
+    return x[:, :h, :w, :]
+
+
+def run_model(model, image, weights, jit_compile=False, fast=True):
+    """Stylizes one float image [H, W, 3] with each row of `weights` [B, N] -> float32 [B, H, W, 3].
+
+    Rows are run as batches of the image, split only when batch x pixels exceeds
+    `MAX_BATCH_PIXELS`.
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {MIN_SIZE} px")
+    forward = compiled_forward(model, jit_compile, fast)
+    weights = np.asarray(weights, np.float32)
+    chunk = max(1, MAX_BATCH_PIXELS // (h * w))
+    image = np.asarray(image, np.float32)[None]
+    outs = []
+    for start in range(0, len(weights), chunk):
+        rows = weights[start:start + chunk]
+        batch = np.broadcast_to(image, (len(rows),) + image.shape[1:])
+        outs.append(np.asarray(forward(np.ascontiguousarray(batch), rows)))
+    return np.concatenate(outs, axis=0)
+
+
+# ----------------------------------------------------------------------------- colour and strength
+
+# ITU-R BT.601 full-range YCbCr (as JPEG): rows give Y, Cb, Cr from R, G, B in [0, 1].
+_RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float32
+)
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR).astype(np.float32)
+
+
+def preserve_colors(content, stylized):
+    """Luminance-only transfer (Gatys et al. 2016a, "Preserving color in neural artistic style
+    transfer"): the stylized image's luma Y with the content's chroma Cb, Cr."""
+    y = stylized @ _RGB_TO_YCBCR[0]
+    chroma = content @ _RGB_TO_YCBCR[1:].T
+    ycc = np.concatenate([y[..., None], np.broadcast_to(chroma, y.shape + (2,))], axis=-1)
+    return np.clip(ycc @ _YCBCR_TO_RGB.T, 0.0, 1.0).astype(np.float32)
+
+
+def _finish(content, stylized, strength, preserve_color):
+    if preserve_color:
+        stylized = preserve_colors(content, stylized)
+    if strength != 1.0:
+        stylized = strength * stylized + (1.0 - strength) * content
+    return stylized.astype(np.float32)
+
+
+def _check_strength(strength):
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not (
+        0.0 <= float(strength) <= 1.0
+    ):
+        raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
+    return float(strength)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _read(image):
+    """(float [H,W,3], kind) where kind says how to give the result back."""
+    if isinstance(image, (str, os.PathLike, Image.Image)):
+        return image_io.load_image(image), "pil"
+    if isinstance(image, np.ndarray):
+        kind = image.dtype if image.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
+        return image_io.load_image(image), kind
+    raise TypeError(f"image must be a path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def _give_back(array, kind):
+    if kind == "pil":
+        return Image.fromarray(image_io.to_uint8(array))
+    if kind == np.uint8:
+        return image_io.to_uint8(array)
+    if kind == np.uint16:
+        return np.rint(np.clip(array, 0, 1) * 65535).astype(np.uint16)
+    return array.astype(np.float32)
+
+
+def stylize(image, styles, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
+            preserve_color=False, jit_compile=False):
+    """Stylizes `image` with one style, several styles, or a blend.
+
+    Args:
+      image: a path or a PIL image (the result is an RGB `PIL.Image`), or a numpy array: uint8
+        or uint16 [H, W] / [H, W, 3] / [H, W, 4], or float in [0, 1] (the result is an [H, W, 3]
+        array of the same dtype; float inputs give float32).
+      styles: an index or display name (one result); a list of them (a list of results, in
+        batched calls); or a dict {index_or_name: weight} (one blend; weights finite, >= 0,
+        with a positive sum, normalized to sum 1).
+      model: a transformer from `load_model` (default: the bundled 26-style model).
+      max_size: the longest side is downscaled to this (Lanczos) if larger; never upscaled.
+        None or 0: full size. The result has the (possibly downscaled) input's size.
+      strength: in [0, 1]; the result is `strength * stylized + (1 - strength) * input`.
+      preserve_color: keep the input's colours (chroma) and transfer only luminance.
+      jit_compile: run the network through XLA (see `compiled_forward`).
+    """
+    strength = _check_strength(strength)
+    model = model if model is not None else _default_model()
+    names = style_names_of(model)
+    selection = resolve_styles(styles, names)  # validated before any pixel work
+    content, kind = _read(image)
+    content = image_io.resize_max(content, max_size)
+    weights = weight_matrix(selection, len(names))
+    if strength == 0.0:
+        outputs = [content.copy() for _ in weights]
+    else:
+        stylized = run_model(model, content, weights, jit_compile=jit_compile)
+        outputs = [_finish(content, s, strength, preserve_color) for s in stylized]
+    results = [_give_back(o, kind) for o in outputs]
+    single = isinstance(styles, dict) or not isinstance(styles, (list, tuple))
+    return results[0] if single else results
+
+
+def _font(size):
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled font; no download
+    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _ascii(text):
+    # Pillow's bundled font has no accented glyphs: "Léger" would show a box, "Leger" reads fine.
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).encode(
+        "ascii", "replace").decode("ascii")
+
+
+def _wrap(draw, text, font, width, max_lines):
+    """Word-wraps `text` into at most `max_lines` lines of `width` px; the last one ellipsized."""
+    lines, words = [], text.split()
+    while words and len(lines) < max_lines:
+        line = words.pop(0)
+        while words and draw.textlength(line + " " + words[0], font=font) <= width:
+            line += " " + words.pop(0)
+        lines.append(line)
+    if words:
+        lines[-1] += " " + " ".join(words)
+    last = lines[-1]
+    if draw.textlength(last, font=font) > width:
+        while last and draw.textlength(last + "...", font=font) > width:
+            last = last[:-1]
+        lines[-1] = last.rstrip() + "..."
+    return lines
+
+
+def _columns(cells):
+    """Grid width near sqrt(cells), preferring the one that leaves the fewest empty cells."""
+    base = math.ceil(math.sqrt(cells))
+    return min(range(base, base + 3), key=lambda c: (-cells % c, c))
+
+
+def contact_sheet(image, model=None, tile_size=160, max_size=None, columns=None, styles=None,
+                  strength=1.0, preserve_color=False, labels=True):
+    """One image: the input and every style (or `styles`), each labelled "index name" below it.
+
+    The styles are computed at `max_size` (default: 2 x `tile_size`, so brush strokes stay visible
+    after downscaling) in batched calls, then each tile is shrunk so its longest side is
+    `tile_size`. Returns an RGB `PIL.Image`.
+    """
+    model = model if model is not None else _default_model()
+    names = style_names_of(model)
+    indices = list(range(len(names))) if styles is None else resolve_styles(list(styles), names)
+    if isinstance(indices, dict):
+        raise StyleError("contact_sheet takes a list of styles, not a blend")
+    content = image_io.resize_max(image_io.load_image(image), max_size or 2 * tile_size)
+    stylized = run_model(model, content, weight_matrix(indices, len(names)))
+    tiles = [content] + [_finish(content, s, _check_strength(strength), preserve_color)
+                         for s in stylized]
+    captions = ["input"] + [f"{i} {names[i]}" for i in indices]
+    tiles = [image_io.to_uint8(image_io.resize_max(t, tile_size)) for t in tiles]
+    th, tw = tiles[0].shape[:2]
+    cols = columns or _columns(len(tiles))
+    rows = math.ceil(len(tiles) / cols)
+    font_px = max(9, min(13, tw // 12))
+    line_h = font_px + 2
+    label_lines = 2 if labels else 0
+    label_h = label_lines * line_h + 4 if labels else 0
+    pad = 2
+    sheet = Image.new("RGB", (cols * (tw + pad) + pad, rows * (th + label_h + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = _font(font_px)
+    for k, (tile, caption) in enumerate(zip(tiles, captions)):
+        x = pad + (k % cols) * (tw + pad)
+        y = pad + (k // cols) * (th + label_h + pad)
+        sheet.paste(Image.fromarray(tile), (x, y))
+        if labels:
+            for j, line in enumerate(_wrap(draw, _ascii(caption), font, tw - 4, label_lines)):
+                draw.text((x + 2, y + th + 2 + j * line_h), line, fill="black", font=font)
+    return sheet
