@@ -1,0 +1,417 @@
+"""Export a transformer for serving (TF SavedModel) and for phones (LiteRT flatbuffer).
+
+SavedModel signatures:
+- `serving_default`: `image` float [B,H,W,3] in [0,1] (H,W >= 16) and `style_weights` [B,N]
+  -> `stylized` [B,H,W,3].
+- `stylize_encoded`: `image_bytes` (one encoded JPEG/PNG/GIF/BMP, a scalar string) and
+  `style_weights` [N] -> `png_bytes` (a scalar string). Both names end in `_bytes`, which is how TF
+  Serving's REST API knows to carry them as `{"b64": ...}` in JSON.
+- `style_names`: no inputs -> `style_names` [N] string; the same names are in
+  `assets/style_names.txt`, one per line.
+
+Keras' own `model.export()` (an `ExportArchive`) stores every variable twice, under `variables/`
+and `_all_variables/`. Here a plain `tf.Module` tracks each variable once, keyed by its Magenta
+name, so `tf.train.list_variables` on the export reads like a Magenta checkpoint.
+
+The LiteRT file has one signature, `serving_default`, with inputs `image` [1,H,W,3] and
+`style_weights` [1,N] and output `stylized`; H and W are dynamic (set them with
+`resize_tensor_input`) unless `image_size` fixes them. It contains builtin ops only: the export
+fails rather than write a file that needs the Flex delegate, which no LiteRT runtime ships by
+default.
+"""
+
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from image_stylization.checkpoint import load_model
+from image_stylization.model import magenta_name, num_styles_of
+
+FORMATS = ("saved_model", "litert", "both")
+QUANTIZE = ("none", "dynamic_range")
+MIN_SIZE = 16
+
+SAVED_MODEL_DIR = "saved_model"
+LITERT_FILE = "model.tflite"
+STYLE_NAMES_FILE = "style_names.txt"
+SERVING_SIGNATURE = "serving_default"
+ENCODED_SIGNATURE = "stylize_encoded"
+NAMES_SIGNATURE = "style_names"
+
+# What an export writes: `overwrite` replaces a directory only if it holds nothing else, so a
+# mistyped --export_dir with --overwrite cannot wipe an unrelated directory.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
+                        "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
+_EXPORT_ENTRIES = {SAVED_MODEL_DIR, LITERT_FILE, STYLE_NAMES_FILE}
+
+
+class ExportError(ValueError):
+    """Bad export arguments or a target that cannot be written; the message names the flag/path."""
+
+
+def _style_names(model, style_names):
+    n = num_styles_of(model)
+    if style_names is None:
+        style_names = getattr(model, "style_names", None) or [f"style_{i}" for i in range(n)]
+    style_names = [str(s) for s in style_names]
+    if len(style_names) != n:
+        raise ExportError(f"style_names has {len(style_names)} entries, the model has {n} styles")
+    for s in style_names:
+        if not s or "\n" in s or "\r" in s:
+            # One name per line in the asset file.
+            raise ExportError(f"style name {s!r} is empty or contains a line break")
+    return style_names
+
+
+def _check_target(path, overwrite, allowed_entries, what):
+    """Refuses a target that exists (unless `overwrite` and it looks like an earlier export)."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.lexists(path):
+        return path
+    if allowed_entries is None:  # a single file
+        if os.path.isdir(path):
+            raise ExportError(f"{path} is a directory, expected a {what} file path")
+        if not overwrite:
+            raise ExportError(f"{path} exists (use --overwrite to replace it)")
+        return path
+    if not os.path.isdir(path):
+        raise ExportError(f"{path} exists and is not a directory")
+    entries = set(os.listdir(path))
+    if entries and not overwrite:
+        raise ExportError(f"{path} is not empty (use --overwrite to replace it)")
+    foreign = sorted(entries - allowed_entries)
+    if foreign:
+        raise ExportError(
+            f"{path} holds files a {what} export does not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); not replacing it, even with --overwrite"
+        )
+    return path
+
+
+def _missing_ancestor(path):
+    """The topmost missing directory above `path` (what `makedirs` would create), or None."""
+    top = None
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent):
+        top = parent
+        parent = os.path.dirname(parent)
+    return top
+
+
+class _TempBeside:
+    """A temporary file or directory beside `path`, removed on exit with any parent directories
+    it had to create, unless the caller moved it into place (`.done = True`)."""
+
+    def __init__(self, path, directory):
+        self.path = path
+        self.directory = directory
+        self.done = False
+
+    def __enter__(self):
+        parent = os.path.dirname(self.path)
+        prefix = f".{os.path.basename(self.path)}.tmp-"
+        self.created = _missing_ancestor(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            if self.directory:
+                self.tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+                os.chmod(self.tmp, 0o755)  # mkdtemp's 0700 would survive the rename
+            else:
+                fd, self.tmp = tempfile.mkstemp(prefix=prefix, dir=parent)
+                os.close(fd)
+                os.chmod(self.tmp, 0o644)
+        except OSError as e:
+            self._remove_created()
+            raise ExportError(f"{self.path}: cannot write there ({e.strerror or e})") from None
+        return self.tmp
+
+    def __exit__(self, *exc):
+        _remove(self.tmp)
+        if not self.done:
+            self._remove_created()
+        return False
+
+    def _remove_created(self):
+        if self.created is None:
+            return
+        # Only directories that this export made and that are empty again.
+        d = os.path.dirname(self.path)
+        while True:
+            try:
+                os.rmdir(d)
+            except OSError:
+                return
+            if d == self.created:
+                return
+            d = os.path.dirname(d)
+
+
+def _move_into_place(tmp, path):
+    """Renames `tmp` to `path`; an existing `path` is moved aside first and deleted only after."""
+    old = None
+    if os.path.lexists(path):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
+        os.replace(path, os.path.join(old, "x"))
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None:
+            os.replace(os.path.join(old, "x"), path)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+class _VariableHolder(tf.Module):
+    """Tracks each of the model's TF variables exactly once, keyed by its Magenta name.
+
+    The Keras model itself is deliberately not an attribute: tracking it as well is what makes
+    Keras' exporter save every variable a second time.
+    """
+
+    def __init__(self, model):
+        super().__init__(name="transformer")
+        self.weights_by_name = {magenta_name(v): v.value for v in model.weights}
+
+
+def _image_checks(image):
+    shape = tf.shape(image)
+    return [
+        tf.debugging.assert_greater_equal(
+            shape[1], MIN_SIZE, message=f"image height must be >= {MIN_SIZE} px"),
+        tf.debugging.assert_greater_equal(
+            shape[2], MIN_SIZE, message=f"image width must be >= {MIN_SIZE} px"),
+    ]
+
+
+def _decode_rgb(image_bytes):
+    """Encoded image -> float [H,W,3] in [0,1], with image_io.load_image's conventions.
+
+    Grayscale becomes RGB, and transparent pixels are composited onto white (decoding straight to
+    3 channels would drop alpha and expose whatever colour hides under it). JPEGs use libjpeg's
+    accurate integer DCT, as Pillow does: TF's default fast DCT is off by up to 5 levels, which
+    the network amplifies several times. EXIF orientation is not applied: TF's decoders ignore it.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.image.convert_image_dtype(
+            tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"), tf.float32),
+        lambda: tf.io.decode_image(image_bytes, channels=0, dtype=tf.float32,
+                                   expand_animations=False),
+    )
+    channels = tf.shape(image)[2]
+    has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA
+    color = image[:, :, : channels - tf.cast(has_alpha, tf.int32)]
+    color = tf.broadcast_to(color, tf.concat([tf.shape(image)[:2], [3]], 0))
+    alpha = tf.where(has_alpha, image[:, :, channels - 1:], tf.ones_like(image[:, :, :1]))
+    return color * alpha + (1.0 - alpha)
+
+
+def _to_png(image):
+    """float [H,W,3] -> PNG bytes, rounded as image_io.to_uint8 rounds (half to even)."""
+    pixels = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+    return tf.io.encode_png(pixels)
+
+
+def export_saved_model(model, export_dir, style_names=None, overwrite=False):
+    """Writes `model` as a TF SavedModel at `export_dir` (atomically) and returns the path.
+
+    Loading it needs TensorFlow only, not this package. See the module docstring for the
+    signatures.
+    """
+    names = _style_names(model, style_names)
+    n = len(names)
+    export_dir = _check_target(export_dir, overwrite, _SAVED_MODEL_ENTRIES, "SavedModel")
+
+    def stylize(image, style_weights):
+        with tf.control_dependencies(_image_checks(image)):
+            image = tf.identity(image)
+        return {"stylized": model({"image": image, "style_weights": style_weights}, training=False)}
+
+    serve = tf.function(stylize, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+        tf.TensorSpec([None, n], tf.float32, name="style_weights"),
+    ])
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([], tf.string, name="image_bytes"),
+        tf.TensorSpec([n], tf.float32, name="style_weights"),
+    ])
+    def stylize_encoded(image_bytes, style_weights):
+        image = _decode_rgb(image_bytes)
+        stylized = serve(image[None], style_weights[None])["stylized"][0]
+        return {"png_bytes": _to_png(stylized)}
+
+    @tf.function(input_signature=[])
+    def style_names_fn():
+        return {"style_names": tf.constant(names)}
+
+    temp = _TempBeside(export_dir, directory=True)
+    with temp as tmp:
+        asset_dir = tempfile.mkdtemp(dir=tmp)
+        asset_path = os.path.join(asset_dir, STYLE_NAMES_FILE)
+        with open(asset_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(names) + "\n")
+        module = _VariableHolder(model)
+        module.style_names_file = tf.saved_model.Asset(asset_path)
+        # The functions are saved as signatures only: also attaching them to the module would
+        # save a second trace of the whole network in saved_model.pb.
+        out = os.path.join(tmp, "export")
+        tf.saved_model.save(module, out, signatures={
+            SERVING_SIGNATURE: serve.get_concrete_function(),
+            ENCODED_SIGNATURE: stylize_encoded.get_concrete_function(),
+            NAMES_SIGNATURE: style_names_fn.get_concrete_function(),
+        })
+        _move_into_place(out, export_dir)
+        temp.done = True
+    return export_dir
+
+
+def _parse_image_size(image_size):
+    if image_size is None:
+        return None, None
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        h = w = image_size
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        h, w = image_size
+    else:
+        raise ExportError(f"--image_size must be one size or (height, width), got {image_size!r}")
+    for v in (h, w):
+        if not isinstance(v, int) or isinstance(v, bool) or v < MIN_SIZE:
+            raise ExportError(f"--image_size must be integers >= {MIN_SIZE}, got {image_size!r}")
+    return h, w
+
+
+def litert_op_names(model_content):
+    """Sorted names of the operators in a LiteRT flatbuffer, in every subgraph.
+
+    Builtins come out as their schema names (CONV_2D, MIRROR_PAD, ...), custom ops as their custom
+    code, which for the Flex delegate starts with "Flex".
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    fb = schema.Model.GetRootAsModel(bytearray(model_content), 0)
+    used = set()
+    for s in range(fb.SubgraphsLength()):
+        sub = fb.Subgraphs(s)
+        for i in range(sub.OperatorsLength()):
+            used.add(sub.Operators(i).OpcodeIndex())
+    names = set()
+    for index in used:
+        code = fb.OperatorCodes(index)
+        # Old files keep codes < 127 in the deprecated field only.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            names.add(code.CustomCode().decode())
+        else:
+            names.add(builtin_names.get(builtin, f"BUILTIN_{builtin}"))
+    return sorted(names)
+
+
+def litert_bytes(model, quantize="none", image_size=None):
+    """Converts `model` to a LiteRT flatbuffer (bytes); see `export_litert`."""
+    if quantize not in QUANTIZE:
+        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    h, w = _parse_image_size(image_size)
+    n = num_styles_of(model)
+
+    # No size assertions here: Assert is not a LiteRT builtin.
+    @tf.function(input_signature=[
+        tf.TensorSpec([1, h, w, 3], tf.float32, name="image"),
+        tf.TensorSpec([1, n], tf.float32, name="style_weights"),
+    ])
+    def stylize(image, style_weights):
+        return {"stylized": model({"image": image, "style_weights": style_weights}, training=False)}
+
+    holder = _VariableHolder(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [stylize.get_concrete_function()], holder)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "dynamic_range":
+        # No representative dataset: weights become int8, activations stay float.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        content = converter.convert()
+    except Exception as e:  # noqa: BLE001  (ConverterError and friends; keep the first line)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"LiteRT conversion failed: {first}") from e
+    flex = [op for op in litert_op_names(content) if not op.isupper() or op.startswith("FLEX")]
+    if flex:
+        raise ExportError(f"LiteRT conversion produced non-builtin ops: {', '.join(flex)}")
+    return content
+
+
+def export_litert(model, path, quantize="none", image_size=None, overwrite=False):
+    """Writes `model` as a LiteRT flatbuffer at `path` (atomically) and returns the path.
+
+    quantize: "none" (float32) or "dynamic_range" (int8 weights, float activations).
+    image_size: None for dynamic H,W (call `resize_tensor_input` before `allocate_tensors`), an
+      int for a fixed square size, or (height, width).
+    """
+    path = _check_target(path, overwrite, None, "LiteRT")
+    content = litert_bytes(model, quantize=quantize, image_size=image_size)
+    temp = _TempBeside(path, directory=False)
+    with temp as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+        temp.done = True
+    return path
+
+
+def export(checkpoint=None, export_dir=None, format="saved_model", quantize="none",
+           image_size=None, overwrite=False):
+    """Loads a checkpoint and writes the requested formats into `export_dir`.
+
+    Layout: `saved_model/` (format saved_model or both), and `model.tflite` with
+    `style_names.txt` beside it (litert or both). Everything is written into a temporary
+    directory beside `export_dir` and renamed into place, so a failure leaves nothing behind.
+    Returns a dict of what was written: {"saved_model": path, "litert": path, "style_names": path}.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if quantize not in QUANTIZE:
+        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if format == "saved_model" and (quantize != "none" or image_size is not None):
+        raise ExportError("--quantize and --image_size apply to LiteRT only (use --format=litert "
+                          "or --format=both)")
+    _parse_image_size(image_size)
+    if not export_dir:
+        raise ExportError("--export_dir is required")
+    export_dir = _check_target(export_dir, overwrite, _EXPORT_ENTRIES, "model")
+
+    model = load_model(checkpoint)
+    names = _style_names(model, None)
+
+    written = {}
+    temp = _TempBeside(export_dir, directory=True)
+    with temp as tmp:
+        out = os.path.join(tmp, "export")
+        os.mkdir(out)
+        os.chmod(out, 0o755)
+        if format in ("saved_model", "both"):
+            export_saved_model(model, os.path.join(out, SAVED_MODEL_DIR), style_names=names)
+            written["saved_model"] = os.path.join(export_dir, SAVED_MODEL_DIR)
+        if format in ("litert", "both"):
+            export_litert(model, os.path.join(out, LITERT_FILE), quantize=quantize,
+                          image_size=image_size)
+            with open(os.path.join(out, STYLE_NAMES_FILE), "w", encoding="utf-8") as f:
+                f.write("\n".join(names) + "\n")
+            written["litert"] = os.path.join(export_dir, LITERT_FILE)
+            written["style_names"] = os.path.join(export_dir, STYLE_NAMES_FILE)
+        _move_into_place(out, export_dir)
+        temp.done = True
+    return written
