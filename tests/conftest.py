@@ -14,6 +14,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: real-data runs of more than a few seconds")
+    # Raised inside Keras' own TF backend (keras/src/backend/tensorflow/core.py) under numpy 2.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+    )
 
 
 def shared_path(*parts):
