@@ -51,6 +51,8 @@ def run(main, argv=None):
     """`absl.app.run` with usage errors turned into one line and exit status 2."""
 
     def wrapped(argv):
+        if len(argv) > 1:
+            fail(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
             return main(argv)
         except usage_errors() as e:

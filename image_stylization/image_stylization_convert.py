@@ -38,8 +38,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from image_stylization import convert
 
     source = cli.require(FLAGS.input, "input")

@@ -42,8 +42,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     style_files = cli.require(FLAGS.style_files, "style_files")
     output_file = cli.require(FLAGS.output_file, "output_file")
     if FLAGS.style_image_size < 0:

@@ -38,8 +38,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     checkpoint = FLAGS.checkpoint
     if not checkpoint:
         checkpoint = os.path.join(cli.require(FLAGS.train_dir, "checkpoint (or --train_dir)"), "model")

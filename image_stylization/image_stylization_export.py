@@ -54,8 +54,6 @@ def parse_image_size(text):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     export_dir = cli.require(FLAGS.export_dir, "export_dir")
     image_size = parse_image_size(FLAGS.image_size)
     if not FLAGS["verbosity"].present:

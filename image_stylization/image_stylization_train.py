@@ -57,8 +57,6 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from image_stylization import train
 
     content_source = FLAGS.content_source

@@ -165,8 +165,6 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     spec = cli.require(FLAGS.input_image, "input_image")
     output_dir = cli.require(FLAGS.output_dir, "output_dir")
     if not 0.0 <= FLAGS.strength <= 1.0:  # also rejects NaN
