@@ -78,6 +78,28 @@ class ReflectionPadConv2D(keras.layers.Layer):
         return config
 
 
+def _nearest_upsample(x, factor):
+    """Pixel repetition by `factor`, with its gradient written out.
+
+    TF's own gradient, ResizeNearestNeighborGrad, has no XLA kernel on CPU or GPU, so a training
+    step containing this op could not be compiled whole. Each input pixel feeds a factor x factor
+    block, so its gradient is that block's sum: an average pool times factor**2 (exact).
+    """
+
+    @tf.custom_gradient
+    def upsample(x):
+        size = tf.shape(x)[1:3]
+        y = tf.image.resize(x, size * factor, method="nearest")
+
+        def grad(dy):
+            pooled = tf.nn.avg_pool2d(dy, factor, factor, "VALID")
+            return pooled * tf.cast(factor * factor, dy.dtype)
+
+        return y, grad
+
+    return upsample(x)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class NearestUpsampling2D(keras.layers.Layer):
     """Nearest-neighbour upsampling by an integer factor (Magenta's `resize_nearest_neighbor`).
@@ -97,8 +119,7 @@ class NearestUpsampling2D(keras.layers.Layer):
     def call(self, x):
         if self.factor == 1:
             return x
-        size = ops.shape(x)[1:3]
-        return tf.image.resize(x, [size[0] * self.factor, size[1] * self.factor], method="nearest")
+        return _nearest_upsample(x, self.factor)
 
     def compute_output_shape(self, input_shape):
         def out(n):
