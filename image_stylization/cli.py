@@ -36,6 +36,11 @@ def usage_errors():
 
 def fail(message):
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "image_stylization"
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        # Objects freed at exit (e.g. a checkpoint restore that failed) log warnings that would
+        # bury the one line that matters.
+        tf.get_logger().setLevel("ERROR")
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(EXIT_USAGE)
 

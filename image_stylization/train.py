@@ -21,6 +21,7 @@ What a run does:
 
 import ast
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -385,6 +386,27 @@ def _set_policy(mixed_precision, strategy):
     return "mixed_float16"
 
 
+def _restore(ckpt, path, partial=False):
+    """Restores `path` into `ckpt`; returns None, or the reason it failed in one line."""
+    logger = tf.get_logger()
+    level = logger.level
+    # A failed restore leaves a half-used restore object whose destructor logs every value it
+    # did not place (hundreds of lines); the caller's one-line message says it all.
+    logger.setLevel("ERROR")
+    failure = None
+    try:
+        try:
+            status = ckpt.restore(path)
+            if partial:
+                status.expect_partial()
+        except (tf.errors.OpError, ValueError) as e:
+            failure = data._op_message(e)
+        gc.collect()
+    finally:
+        logger.setLevel(level)
+    return failure
+
+
 def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_names, recipe,
          finetune_mask=None, trainable=None):
     """The training loop shared by `train` and `finetune`.
@@ -567,7 +589,29 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
         ckpt = tf.train.Checkpoint(**trackables)
         manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
                                              step_counter=step_var, checkpoint_name="ckpt")
-        restored = manager.restore_or_initialize()
+        restored = manager.latest_checkpoint
+        if restored:
+            failure = _restore(ckpt, restored)
+            if failure is not None:
+                if iterator is not None and "iterator" in failure:
+                    # The input pipeline changed since the checkpoint (another --content_source,
+                    # another package version): keep the weights and step, start a new stream,
+                    # seeded by the step so that it does not replay the first images.
+                    failure = _restore(tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var),
+                                       restored, partial=True)
+                if failure is not None:
+                    raise ConfigError(
+                        f"--train_dir={c.train_dir}: cannot resume from {restored} ({failure}); it "
+                        f"was written by a different model or flags. Use a new --train_dir"
+                    )
+                log(f"warning: {restored}: the saved position in the content stream does not fit this "
+                    f"input pipeline; resuming at step {int(step_var.numpy())} with a new stream")
+                context = tf.distribute.InputContext(num_workers, task_id if num_workers > 1 else 0, replicas)
+                iterator = iter(dataset_fn(context, seed_offset=int(step_var.numpy())))
+                trackables["iterator"] = iterator
+                ckpt = tf.train.Checkpoint(**trackables)
+                manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
+                                                     step_counter=step_var, checkpoint_name="ckpt")
         start = int(step_var.numpy())
         if restored:
             log(f"resumed from {restored} at step {start}")

@@ -211,6 +211,38 @@ def test_sigkill_sigterm_and_resume_equal_an_uninterrupted_run(assets, tmp_path)
     assert_same_weights(model_weights(straight["model_dir"]), model_weights(resumed["model_dir"]))
 
 
+def test_resume_when_the_input_pipeline_changed_and_refuse_another_model(assets, tmp_path):
+    """The saved tf.data position only fits the pipeline that wrote it: resuming with the same
+    photos as TFRecords keeps weights and step and starts a new stream, with a warning. A
+    checkpoint of a different network is a one-line usage error, never a traceback."""
+    records = tmp_path / "photos.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        for name in PHOTOS:
+            raw = open(os.path.join(assets["photos"], name), "rb").read()
+            feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    config = tiny_config(assets, tmp_path / "run", train_steps=2, save_interval_steps=1)
+    train.train(config, log=quiet)
+    weights_at_2 = model_weights(tmp_path / "run" / "model")
+
+    # Resumed at its last step (nothing left to train), the written model is the checkpoint's.
+    messages = []
+    moved = dataclasses.replace(config, content_source=str(records))
+    train.train(moved, log=messages.append)
+    assert messages[0].startswith("warning: ") and "content stream" in messages[0], messages[:2]
+    assert messages[1].startswith("resumed from") and "at step 2" in messages[1]
+    assert_same_weights(weights_at_2, model_weights(tmp_path / "run" / "model"))
+
+    moved = dataclasses.replace(moved, train_steps=4)
+    result = train.train(moved, log=quiet)
+    assert result["step"] == 4 and len(result["history"]) == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-4")
+
+    other = dataclasses.replace(moved, preset="paper", alpha=0.25, train_steps=6)
+    with pytest.raises(UsageError, match=r"--train_dir=.*cannot resume from .*ckpt-4.*Use a new --train_dir"):
+        train.train(other, log=quiet)
+
+
 # ----------------------------------------------------------------------------- distribution
 
 REPLICA_SCRIPT = r"""
