@@ -142,20 +142,10 @@ def evaluate(config, log=print):
                 stylized = stylize(images, model_style)
                 feats = loss_net(stylized, training=False)
                 b = tf.shape(images)[0]
-                per = tf.zeros([b])
-                out = {}
-                if loss_cfg.content_weights:
-                    c_loss, details = losses.content_loss(feats, content_feats, loss_cfg.content_weights)
-                    per += c_loss
-                    out.update(details)
-                    out["content_loss"] = c_loss
-                if loss_cfg.style_weights:
-                    targets = {e: tf.repeat(tf.gather(grams[e], label)[None], b, axis=0) for e in grams}
-                    s_loss, details = losses.style_loss(feats, targets, loss_cfg.style_weights)
-                    per += s_loss
-                    out.update(details)
-                    out["style_loss"] = s_loss
-                out["total_loss"] = per
+                targets = {e: tf.repeat(tf.gather(grams[e], label)[None], b, axis=0) for e in grams}
+                # Magenta's evaluation: no style coefficients, no total variation.
+                _, out = losses.total_loss(feats, content_feats, targets, loss_cfg.content_weights,
+                                           loss_cfg.style_weights)
                 return {k: tf.reduce_sum(v) for k, v in out.items()}
 
             sums = [dict() for _ in index]

@@ -109,6 +109,36 @@ def total_variation_loss(images, weight):
     )
 
 
+def total_loss(pastiche_features, content_features, target_grams, content_weights, style_weights,
+               coefficients=None, stylized=None, total_variation_weight=0.0):
+    """Magenta's `learning.total_loss` on precomputed loss-network features, per example.
+
+    content + style (+ total variation of `stylized` when its weight is > 0); either weight dict
+    may be empty. Returns `(per_example [B], details)`: the per-layer entries of `content_loss`
+    and `style_loss` plus the terms `content_loss`, `style_loss`, `total_variation_loss` (those
+    that are on) and `total_loss`, all [B].
+    """
+    total = None
+    details = {}
+    terms = []
+    if content_weights:
+        terms.append(("content_loss", content_loss(pastiche_features, content_features, content_weights)))
+    if style_weights:
+        terms.append(("style_loss", style_loss(pastiche_features, target_grams, style_weights, coefficients)))
+    if total_variation_weight:
+        if stylized is None:
+            raise ValueError("a total variation weight needs the stylized images")
+        terms.append(("total_variation_loss", (total_variation_loss(stylized, total_variation_weight), {})))
+    if not terms:
+        raise ValueError("every loss weight is empty: nothing to minimize")
+    for name, (value, layer_details) in terms:
+        details.update(layer_details)
+        details[name] = value
+        total = value if total is None else total + value
+    details["total_loss"] = total
+    return total, details
+
+
 def parse_loss_weights(value, network):
     """A dict, or Magenta's flag syntax '{"vgg_16/conv3": 1.0}', -> {canonical end point: float}.
 

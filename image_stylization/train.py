@@ -48,6 +48,8 @@ MIN_IMAGE_SIZE = 16
 STRATEGIES = ("default", "mirrored", "multi_worker")
 FINETUNE_MODES = ("replace", "append")
 SUMMARY_IMAGES = 3
+SUMMARY_NAMES = {"content_loss": "loss/content", "style_loss": "loss/style",
+                 "total_variation_loss": "loss/total_variation", "total_loss": "loss/total"}
 
 
 class ConfigError(cli.UsageError):
@@ -489,27 +491,15 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
             with tf.GradientTape() as tape:
                 tape.watch(stylized)
                 feats = loss_net(stylized, training=False)
-                per_example = tf.zeros([tf.shape(images)[0]], tf.float32)
-                details = {}
-                if loss_cfg.content_weights:
-                    c_loss, c_details = losses.content_loss(feats, content_feats, loss_cfg.content_weights)
-                    per_example += c_loss
-                    details.update(c_details)
-                    details["loss/content"] = c_loss
-                if loss_cfg.style_weights:
-                    targets = {e: tf.gather(grams[e], labels) for e in loss_cfg.style_weights}
-                    s_loss, s_details = losses.style_loss(
-                        feats, targets, loss_cfg.style_weights, tf.gather(coefficients, labels)
-                    )
-                    per_example += s_loss
-                    details.update(s_details)
-                    details["loss/style"] = s_loss
-                if tv_weight:
-                    tv = losses.total_variation_loss(stylized, tv_weight)
-                    per_example += tv
-                    details["loss/total_variation"] = tv
+                targets = {e: tf.gather(grams[e], labels) for e in loss_cfg.style_weights}
+                per_example, details = losses.total_loss(
+                    feats, content_feats, targets, loss_cfg.content_weights, loss_cfg.style_weights,
+                    coefficients=tf.gather(coefficients, labels), stylized=stylized,
+                    total_variation_weight=tv_weight,
+                )
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            details["loss/total"] = per_example
+            # TensorBoard names: the four totals under loss/, the per-layer values as they are.
+            details = {SUMMARY_NAMES.get(k, k): v for k, v in details.items()}
             return details, tape.gradient(loss, stylized)
 
 

@@ -91,6 +91,31 @@ def test_style_loss_against_numpy():
     np.testing.assert_allclose(total.numpy(), want, rtol=1e-5)
 
 
+def test_total_loss_hand_checked():
+    """content + style + TV by hand, on the single-example cases above."""
+    f = {"a": np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)}
+    c = {"a": np.array([[[[1.0, 2.0], [3.0, 6.0]]]], np.float32)}  # content: (4 - 6)^2 / 4 = 1
+    target = {"a": np.zeros((1, 2, 2), np.float32)}  # style: 55.75 (above)
+    stylized = np.array([[[[0.0], [2.0]], [[0.0], [0.0]]]], np.float32)
+    # TV: 0.5 * (mean(dy^2) + mean(dx^2)) = 0.5 * (4/2 + 4/2) = 2, times the weight 10.
+    total, details = losses.total_loss(f, c, target, {"a": 3.0}, {"a": 2.0}, coefficients=[0.5],
+                                       stylized=stylized, total_variation_weight=10.0)
+    np.testing.assert_allclose(details["content_loss"].numpy(), [3.0])
+    np.testing.assert_allclose(details["style_loss"].numpy(), [55.75])
+    np.testing.assert_allclose(details["total_variation_loss"].numpy(), [20.0])
+    np.testing.assert_allclose(total.numpy(), [78.75])
+    np.testing.assert_allclose(details["total_loss"].numpy(), [78.75])
+    assert {"content_loss/a", "weighted_style_loss/a"} <= set(details)
+
+    only_style, details = losses.total_loss(f, c, target, {}, {"a": 2.0})
+    np.testing.assert_allclose(only_style.numpy(), [111.5])
+    assert "content_loss" not in details and "total_variation_loss" not in details
+    with pytest.raises(ValueError, match="nothing to minimize"):
+        losses.total_loss(f, c, target, {}, {})
+    with pytest.raises(ValueError, match="needs the stylized images"):
+        losses.total_loss(f, c, target, {"a": 1.0}, {}, total_variation_weight=1.0)
+
+
 def test_losses_zero_for_identical_inputs_and_gradients_finite():
     p = random_features(5, SHAPES)
     grams = {n: losses.gram_matrix(v) for n, v in p.items()}
