@@ -160,6 +160,34 @@ def test_twenty_steps_with_real_vgg_lower_the_loss(assets, tmp_path):
     assert expected <= tags, expected - tags
 
 
+def test_jit_compile_clipping_and_mixed_precision(assets, tmp_path):
+    """--jit_compile (the whole step under XLA) trains the same as the plain step; a tiny
+    --clip_gradient_norm keeps the weights where they started (Adam's step is ~ lr * |g| / eps
+    for gradients far below eps); --mixed_precision (bfloat16 on CPU) trains finite losses near
+    float32's and still writes a float32 model."""
+    kw = dict(train_steps=3, image_size=48)
+    plain = train.train(tiny_config(assets, tmp_path / "plain", **kw), log=quiet)
+    jit = train.train(tiny_config(assets, tmp_path / "jit", jit_compile=True, **kw), log=quiet)
+    np.testing.assert_allclose(jit["history"], plain["history"], rtol=1e-4)
+
+    keras.utils.set_random_seed(11)  # tiny_config's seed: the weights train() starts from
+    initial = {v.path: v.numpy() for v in build_transformer(2, "android_26", 0.25).weights}
+
+    def moved(result):
+        trained = {v.path: v.numpy() for v in result["model"].weights}
+        return max(float(np.max(np.abs(trained[k] - initial[k]))) for k in initial)
+
+    clipped = train.train(tiny_config(assets, tmp_path / "clip", clip_gradient_norm=1e-12, **kw), log=quiet)
+    assert moved(plain) > 1e-3 and moved(clipped) < 1e-5, (moved(plain), moved(clipped))
+
+    mixed = train.train(tiny_config(assets, tmp_path / "bf16", mixed_precision=True, jit_compile=True, **kw),
+                        log=quiet)
+    assert all(np.isfinite(mixed["history"]))
+    np.testing.assert_allclose(mixed["history"][0], plain["history"][0], rtol=0.05)
+    saved = checkpoint.load_model(tmp_path / "bf16" / "model")
+    assert {v.dtype for v in saved.weights} == {"float32"}
+
+
 # ----------------------------------------------------------------------------- resume
 
 
