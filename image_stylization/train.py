@@ -502,7 +502,6 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
             details = {SUMMARY_NAMES.get(k, k): v for k, v in details.items()}
             return details, tape.gradient(loss, stylized)
 
-
         def forward_backward(images, labels):
             with tf.GradientTape() as tape:
                 weights = tf.one_hot(labels + label_offset, n_model, dtype=tf.float32)
@@ -573,12 +572,16 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
             return {k: v[local_id * per_replica : (local_id + 1) * per_replica] for k, v in batch.items()}
 
         # ------------------------------------------------------------ checkpoints
-        trackables = dict(model=model, optimizer=optimizer, step=step_var)
-        if iterator is not None:
-            trackables["iterator"] = iterator
-        ckpt = tf.train.Checkpoint(**trackables)
-        manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
-                                             step_counter=step_var, checkpoint_name="ckpt")
+        def checkpointing(iterator):
+            """The run's checkpoint (with the input position when `iterator` is given) and manager."""
+            objects = dict(model=model, optimizer=optimizer, step=step_var)
+            if iterator is not None:
+                objects["iterator"] = iterator
+            ckpt = tf.train.Checkpoint(**objects)
+            return ckpt, tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
+                                                    step_counter=step_var, checkpoint_name="ckpt")
+
+        ckpt, manager = checkpointing(iterator)
         restored = manager.latest_checkpoint
         if restored:
             failure = _restore(ckpt, restored)
@@ -587,8 +590,7 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
                     # The input pipeline changed since the checkpoint (another --content_source,
                     # another package version): keep the weights and step, start a new stream,
                     # seeded by the step so that it does not replay the first images.
-                    failure = _restore(tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var),
-                                       restored, partial=True)
+                    failure = _restore(checkpointing(None)[0], restored, partial=True)
                 if failure is not None:
                     raise ConfigError(
                         f"--train_dir={c.train_dir}: cannot resume from {restored} ({failure}); it "
@@ -596,12 +598,8 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
                     )
                 log(f"warning: {restored}: the saved position in the content stream does not fit this "
                     f"input pipeline; resuming at step {int(step_var.numpy())} with a new stream")
-                context = tf.distribute.InputContext(num_workers, task_id if num_workers > 1 else 0, replicas)
                 iterator = iter(dataset_fn(context, seed_offset=int(step_var.numpy())))
-                trackables["iterator"] = iterator
-                ckpt = tf.train.Checkpoint(**trackables)
-                manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
-                                                     step_counter=step_var, checkpoint_name="ckpt")
+                ckpt, manager = checkpointing(iterator)
         start = int(step_var.numpy())
         if restored:
             log(f"resumed from {restored} at step {start}")
@@ -622,9 +620,7 @@ def _run(c, *, strategy, log, style, loss_cfg, build_model, label_offset, style_
                 # tfds mock data (from_generator) and a few sources cannot save their state.
                 log(f"warning: the input pipeline cannot be checkpointed ({data._op_message(e)}); "
                     f"a resumed run restarts the content stream")
-                ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-                manager = tf.train.CheckpointManager(ckpt, checkpoint_dir, max_to_keep=c.keep_checkpoints,
-                                                     step_counter=step_var, checkpoint_name="ckpt")
+                ckpt, manager = checkpointing(None)
                 return manager.save(checkpoint_number=int(step_var.numpy()))
 
         # ------------------------------------------------------------ summaries
