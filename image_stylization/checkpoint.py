@@ -15,14 +15,12 @@ import keras
 
 from image_stylization import layers as _layers  # noqa: F401  (registers the custom layers)
 from image_stylization.model import num_styles_of
+from image_stylization.errors import CheckpointError  # noqa: F401  (re-exported)
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not exist, does not load, or does not match what was asked."""
 
 
 def bundled_checkpoint_dir(name="tf_stylize_26"):

@@ -1,7 +1,7 @@
 """What every absl entry point shares: bad input ends in one line on stderr and exit status 2.
 
 Entry points define flags, and a `main(argv)` that only turns flags into a library call; they
-raise `UsageError` (or a library error listed in `USAGE_ERRORS`) for bad input.
+raise `UsageError` for bad flags; library calls raise `errors.InputError` for bad input.
 """
 
 import os
@@ -11,27 +11,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from image_stylization import errors  # noqa: E402
+
 EXIT_USAGE = 2
 
 
-class UsageError(ValueError):
-    """Bad flags or bad input files; reported as one line with exit status 2."""
+class UsageError(errors.InputError):
+    """Bad flags: reported as one line with exit status 2, like every `errors.InputError`."""
 
 
 def usage_errors():
-    # Imported lazily so that `--help` does not pay for TensorFlow.
-    from image_stylization.checkpoint import CheckpointError
-    from image_stylization.style_dataset import DatasetError
-    from image_stylization.vgg import WeightsError
-
-    errors = [UsageError, CheckpointError, FileNotFoundError, DatasetError, WeightsError]
-    try:
-        from image_stylization.image_io import ImageError
-
-        errors.append(ImageError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    # FileNotFoundError: a path flag naming nothing, raised by open() deep inside a library call.
+    return (errors.InputError, FileNotFoundError)
 
 
 def fail(message):

@@ -27,7 +27,7 @@ import re
 
 import tensorflow as tf
 
-from image_stylization import cli
+from image_stylization.errors import DataError  # noqa: F401  (re-exported)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TFRECORD_PREFIX = "tfrecord:"
@@ -36,10 +36,6 @@ RESIZE_MARGIN = 2  # Magenta resizes the short side to image_size + 2 before cro
 MIN_IMAGE_SIZE = 16
 AUTOTUNE = tf.data.AUTOTUNE
 
-
-class DataError(cli.UsageError):
-    """A content source that does not exist, is empty or cannot be read (a usage error: one
-    line and exit status 2 from the entry points)."""
 
 
 # ----------------------------------------------------------------------------- preprocessing

@@ -27,6 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from image_stylization.checkpoint import load_model
+from image_stylization.errors import ExportError  # noqa: F401  (re-exported)
 from image_stylization.model import magenta_name, num_styles_of
 
 FORMATS = ("saved_model", "litert", "both")
@@ -46,9 +47,6 @@ _SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "ass
                         "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
 _EXPORT_ENTRIES = {SAVED_MODEL_DIR, LITERT_FILE, STYLE_NAMES_FILE}
 
-
-class ExportError(ValueError):
-    """Bad export arguments or a target that cannot be written; the message names the flag/path."""
 
 
 def _style_names(model, style_names):

@@ -9,6 +9,8 @@ import secrets
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from image_stylization.errors import ImageError  # noqa: F401  (re-exported)
+
 # Extension -> Pillow format name. A file's bytes always match its extension (Magenta wrote JPEG
 # bytes into ".png" files).
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -17,9 +19,6 @@ _SAVE_OPTIONS = {"PNG": {}, "JPEG": {"quality": 90}, "WEBP": {"quality": 90}}
 
 _WHITE = 1.0  # transparent pixels are composited onto white, as image viewers show them
 
-
-class ImageError(ValueError):
-    """An image that cannot be read or written; the message starts with the file name."""
 
 
 def _name(source):

@@ -133,6 +133,23 @@ class NearestUpsampling2D(keras.layers.Layer):
         return config
 
 
+def instance_norm(x, gamma, beta, epsilon, dtype):
+    """Instance normalization of x [B,H,W,C] with per-example gamma, beta [B,C], in float32.
+
+    The one normalization of the package: every conditional norm (style weights, or a style
+    embedding's projection) computes its gamma/beta and calls this.
+    """
+    x32 = ops.cast(x, "float32")
+    # Means over H, then over W: one float32 reduction over a 1024x1024 plane is off by
+    # 3.6e-4 in TF and 2.9e-3 in LiteRT (against float64); two of <= 1024 terms by ~4e-5.
+    mean = ops.mean(ops.mean(x32, axis=1, keepdims=True), axis=2, keepdims=True)
+    variance = ops.mean(
+        ops.mean(ops.square(x32 - mean), axis=1, keepdims=True), axis=2, keepdims=True
+    )
+    y = (x32 - mean) * ops.rsqrt(variance + epsilon) * gamma[:, None, None, :] + beta[:, None, None, :]
+    return ops.cast(y, dtype)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ConditionalInstanceNormalization(keras.layers.Layer):
     """Conditional instance normalization (Dumoulin et al. 2017, eq. 5).
@@ -201,17 +218,9 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
             weights = ops.one_hot(style, self.num_styles, dtype="float32")
         else:
             weights = ops.cast(style, "float32")
-        gamma = ops.matmul(weights, self.gamma)[:, None, None, :]
-        beta = ops.matmul(weights, self.beta)[:, None, None, :]
-        x32 = ops.cast(x, "float32")
-        # Means over H, then over W: one float32 reduction over a 1024x1024 plane is off by
-        # 3.6e-4 in TF and 2.9e-3 in LiteRT (against float64); two of <= 1024 terms by ~4e-5.
-        mean = ops.mean(ops.mean(x32, axis=1, keepdims=True), axis=2, keepdims=True)
-        variance = ops.mean(
-            ops.mean(ops.square(x32 - mean), axis=1, keepdims=True), axis=2, keepdims=True
-        )
-        y = (x32 - mean) * ops.rsqrt(variance + self.epsilon) * gamma + beta
-        return ops.cast(y, self.compute_dtype)
+        gamma = ops.matmul(weights, self.gamma)
+        beta = ops.matmul(weights, self.beta)
+        return instance_norm(x, gamma, beta, self.epsilon, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

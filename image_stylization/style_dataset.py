@@ -34,6 +34,7 @@ from absl import logging
 from PIL import Image
 
 from image_stylization import image_io, losses, vgg
+from image_stylization.errors import DatasetError  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -41,9 +42,6 @@ DEFAULT_END_POINTS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 DEFAULT_STYLE_IMAGE_SIZE = 512
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
-
-class DatasetError(ValueError):
-    """Bad style file selection, output path, or a style dataset that cannot be read."""
 
 
 def manifest_path(output_file):

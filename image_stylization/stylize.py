@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from image_stylization import image_io
 from image_stylization.checkpoint import load_model as _load_checkpoint
+from image_stylization.errors import StyleError  # noqa: F401  (re-exported)
 
 # Longest side an image is stylized at unless asked otherwise: ~1 s for the bundled network on a
 # laptop CPU and well under 1 GB of activations. Larger inputs are downscaled, never upscaled.
@@ -34,9 +35,6 @@ DEFAULT_MAX_SIZE = 1024
 MAX_BATCH_PIXELS = 4 * 1024 * 1024
 MIN_SIZE = 16  # the network's own lower bound (two stride-2 stages and 9x9 kernels)
 
-
-class StyleError(ValueError):
-    """A style selection that does not fit the model: unknown name, index out of range, bad weights."""
 
 
 def load_model(checkpoint=None):

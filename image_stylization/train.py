@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from image_stylization import checkpoint as checkpoint_lib
-from image_stylization import cli, data, losses, vgg
+from image_stylization import data, losses, vgg
+from image_stylization.errors import ConfigError, TrainingError  # noqa: F401  (re-exported)
 from image_stylization.model import (
     PRESETS,
     build_transformer,
@@ -52,10 +53,6 @@ SUMMARY_NAMES = {"content_loss": "loss/content", "style_loss": "loss/style",
                  "total_variation_loss": "loss/total_variation", "total_loss": "loss/total"}
 
 
-class ConfigError(cli.UsageError):
-    """Flags that do not fit each other or the style dataset (one line, exit status 2)."""
-
-
 class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived; a checkpoint was written and rerunning the command resumes."""
 
@@ -65,10 +62,6 @@ class TrainingInterrupted(Exception):
             f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {path}; rerun "
             f"the same command to resume"
         )
-
-
-class TrainingError(RuntimeError):
-    """The loss diverged (NaN/inf); the last good checkpoint is kept."""
 
 
 @dataclasses.dataclass

@@ -29,6 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from image_stylization.errors import WeightsError  # noqa: F401  (re-exported)
+
 PACKAGE = "image_stylization"
 
 NETWORKS = ("vgg16", "vgg19")
@@ -59,9 +61,6 @@ _IMAGENET = {
     ),
 }
 
-
-class WeightsError(ValueError):
-    """VGG weights that cannot be found, fetched or loaded, or that do not fit the network."""
 
 
 def _check_network(network):

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from conftest import REPO, shared_path
 from image_stylization import checkpoint, losses, style_dataset, train, vgg
-from image_stylization.cli import UsageError
+from image_stylization.errors import InputError
 from image_stylization.model import build_transformer
 
 PAINTINGS = ("van_gogh_starry_night.jpg", "hokusai_great_wave.jpg")
@@ -272,7 +272,7 @@ def test_resume_when_the_input_pipeline_changed_and_refuse_another_model(assets,
     level = logger.level
     logger.setLevel("ERROR")  # the failed restore's leftovers log every unplaced value when freed
     try:
-        with pytest.raises(UsageError, match=r"--train_dir=.*cannot resume from .*ckpt-4.*Use a new --train_dir"):
+        with pytest.raises(InputError, match=r"--train_dir=.*cannot resume from .*ckpt-4.*Use a new --train_dir"):
             train.train(other, log=quiet)
         gc.collect()
     finally:
@@ -381,8 +381,8 @@ def test_bad_configs_are_one_line_errors(assets, tmp_path):
         (dict(vgg_weights=__file__), "unknown weights format"),
     ]
     for overrides, message in cases:
-        # ConfigError and data.DataError are both UsageErrors: one line and exit 2 from the CLI.
-        with pytest.raises(UsageError, match=message):
+        # ConfigError, DataError and WeightsError are InputErrors: one line and exit 2 from the CLI.
+        with pytest.raises(InputError, match=message):
             train.train(tiny_config(assets, tmp_path / "bad", **overrides), log=quiet)
     assert not (tmp_path / "bad" / "model").exists()
 

@@ -1,0 +1,56 @@
+"""The package's one error hierarchy.
+
+Library code raises these; the entry points (`cli.run`) turn an `InputError` into one line on
+stderr and exit status 2. Each module re-exports the classes it raises under their usual names
+(`checkpoint.CheckpointError`, `image_io.ImageError`, ...), so callers can catch either.
+
+    Error
+    +-- InputError (also a ValueError): something the caller gave cannot be used
+    |   +-- ImageError, StyleError, CheckpointError, WeightsError, DatasetError,
+    |       DataError, ConfigError, ExportError
+    +-- TrainingError (also a RuntimeError): a run that cannot go on (diverged, no usable data)
+"""
+
+
+class Error(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(Error, ValueError):
+    """A file, flag or argument that cannot be used; the message says which and why."""
+
+
+class ImageError(InputError):
+    """An image that cannot be read or written (the message starts with the file name)."""
+
+
+class StyleError(InputError):
+    """A style selection that does not fit the model: unknown name, index out of range, bad weights."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint that does not exist, does not load, or does not match what was asked."""
+
+
+class WeightsError(InputError):
+    """Loss-network (VGG) weights that are missing, unreadable or of another network."""
+
+
+class DatasetError(InputError):
+    """A style dataset (TFRecord of Gram matrices) that cannot be written or read."""
+
+
+class DataError(InputError):
+    """A content source that does not exist, is empty or cannot be read."""
+
+
+class ConfigError(InputError):
+    """Training or evaluation settings that do not fit each other or the style dataset."""
+
+
+class ExportError(InputError):
+    """An export target that cannot be written."""
+
+
+class TrainingError(Error, RuntimeError):
+    """A training run that cannot go on (the loss diverged); the last good checkpoint is kept."""
