@@ -140,7 +140,7 @@ def test_stylize_encoded_alpha_and_grayscale(bundled, loaded):
 
 
 def test_rest_request_of_the_readme(bundled, loaded):
-    """The README's TF Serving request body, mapped to tensors as TF Serving's REST API documents
+    """The TF Serving request body of docs/serving_and_mobile.md, mapped to tensors as TF Serving's REST API documents
     it (columnar "inputs"; {"b64": ...} for binary strings; a single output is not named)."""
     model, _, _ = bundled
     image = image_io.to_uint8(_test_image(24, 20, 9))
@@ -229,7 +229,7 @@ def test_saved_model_cli_show(bundled):
 
 
 def test_saved_model_cli_run_both_signatures(bundled, tmp_path):
-    """The README's commands: a float batch, and a PNG from a .npy string array."""
+    """The saved_model_cli commands of docs/serving_and_mobile.md: a float batch, and a PNG from a .npy string array."""
     model, written, _ = bundled
     image = _test_image(32, 40, 4)
     weights = np.zeros(26, "float32")
