@@ -139,9 +139,10 @@ def test_stylize_encoded_alpha_and_grayscale(bundled, loaded):
         assert np.abs(got.astype(int) - expected).max() <= 1
 
 
-def test_rest_request_of_the_readme(bundled, loaded):
-    """The TF Serving request body of docs/serving_and_mobile.md, mapped to tensors as TF Serving's REST API documents
-    it (columnar "inputs"; {"b64": ...} for binary strings; a single output is not named)."""
+def test_rest_request_of_the_docs(bundled, loaded):
+    """The TF Serving request body of docs/serving_and_mobile.md, mapped to tensors as TF
+    Serving's REST API documents it (columnar "inputs"; {"b64": ...} for binary strings; a single
+    output is not named)."""
     model, _, _ = bundled
     image = image_io.to_uint8(_test_image(24, 20, 9))
     body = json.dumps({
