@@ -92,7 +92,8 @@ def load_model(checkpoint=None):
 
     `checkpoint` may be None (the bundled 26-style model), one of our model directories, a
     `.keras` file, or a Magenta TF1 checkpoint (file prefix or directory; converted on the fly).
-    The returned `keras.Model` carries `style_names` and `manifest` attributes.
+    The returned `keras.Model` carries `style_names` and `manifest` attributes. An arbitrary-style
+    directory (manifest kind "arbitrary") gives an `arbitrary.ArbitraryModel` instead.
     """
     if checkpoint is None:
         checkpoint = bundled_checkpoint_dir()
@@ -100,6 +101,11 @@ def load_model(checkpoint=None):
     if not os.path.exists(checkpoint) and not glob.glob(glob.escape(checkpoint) + ".*"):
         raise CheckpointError(f"{checkpoint}: no such file, directory or checkpoint prefix")
     manifest = None
+    if os.path.isdir(checkpoint) and not os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
+        from image_stylization import arbitrary
+
+        if arbitrary.is_arbitrary_checkpoint(checkpoint):
+            return arbitrary.load_arbitrary_model(checkpoint)
     if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
         manifest = read_manifest(checkpoint)
         model_path = os.path.join(checkpoint, MODEL_FILE)
