@@ -393,3 +393,246 @@ def _few(names, k=3):
     names = list(names)
     more = f" and {len(names) - k} more" if len(names) > k else ""
     return ", ".join(names[:k]) + more
+
+
+# ----------------------------------------------------------------------------- Python API
+
+
+def _api():
+    # The module, not the function the package re-exports under the same name.
+    import importlib
+
+    return importlib.import_module("image_stylization.stylize")
+
+
+def _model(model):
+    model = model if model is not None else _default_model()
+    if not isinstance(model, ArbitraryModel):
+        raise StyleError("style_image/style_embedding need an arbitrary-style model (such as the "
+                         "bundled arbitrary_v1), not an N-style transformer")
+    return model
+
+
+def _check_size(style_image_size, model):
+    size = model.style_image_size if style_image_size is None else style_image_size
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 16:
+        raise StyleError(f"style_image_size must be an integer >= 16, got {style_image_size!r}")
+    return int(size)
+
+
+def _paintings(style_image):
+    """(list of paintings, single) from one painting or a list/tuple of them."""
+    if isinstance(style_image, (list, tuple)):
+        if not style_image:
+            raise StyleError("style_image list is empty")
+        return list(style_image), False
+    return [style_image], True
+
+
+def prepare_style_image(painting, style_image_size=DEFAULT_STYLE_IMAGE_SIZE):
+    """A painting (path, PIL image or array) as float [h, w, 3], its longest side resized (up or
+    down) to `style_image_size`: the predictor's statistics depend on the painting's scale."""
+    image = image_io.load_image(painting)
+    return image_io.resize_longest_side(image, style_image_size)
+
+
+def predict_style(painting, model=None, style_image_size=None):
+    """The style embedding of a painting: float32 (D,) (D = 100), or (K, D) for a list.
+
+    Embeddings can be saved (`np.save`), compared, averaged and passed back as
+    `stylize(..., style_embedding=e)`.
+    """
+    model = _model(model)
+    size = _check_size(style_image_size, model)
+    items, single = _paintings(painting)
+    embeddings = np.stack([model.embed(prepare_style_image(p, size)[None])[0] for p in items])
+    return embeddings[0] if single else embeddings
+
+
+def check_embeddings(embedding, dim=EMBEDDING_SIZE, name="style_embedding"):
+    """(float32 [K, dim], single) from a (dim,) or (K, dim) array; StyleError otherwise."""
+    try:
+        e = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise StyleError(f"{name} must be a float array of {dim} values") from None
+    if e.ndim == 4 and e.shape[1:3] == (1, 1):  # [K,1,1,D], as Magenta's and TFLite's graphs give it
+        e = e[:, 0, 0, :]
+    if e.ndim not in (1, 2) or e.shape[-1] != dim or e.size == 0:
+        raise StyleError(f"{name} must have shape ({dim},) or (K, {dim}), got {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise StyleError(f"{name} contains NaN or infinite values")
+    return (e[None] if e.ndim == 1 else e), e.ndim == 1
+
+
+def blend_weights(weights, count):
+    """Validated blend weights, normalized to sum 1 (finite, >= 0, a positive sum)."""
+    if isinstance(weights, dict):
+        raise StyleError("weights must be a list of numbers, one per style image")
+    weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else [weights]
+    if len(weights) != count:
+        raise StyleError(f"{len(weights)} weights given for {count} style images")
+    for w in weights:
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, numbers.Real) or not math.isfinite(w):
+            raise StyleError(f"blend weights must be finite numbers, got {w!r}")
+        if w < 0:
+            raise StyleError(f"blend weights must be >= 0, got {w!r}")
+    total = float(sum(weights))
+    if not total > 0:
+        raise StyleError("blend weights sum to 0; at least one weight must be positive")
+    return np.asarray(weights, np.float32) / np.float32(total)
+
+
+def interpolate(model, content, embeddings, strengths, style_image_size=None):
+    """Rows s * e + (1 - s) * e_photo for every embedding e and strength s (embedding-major):
+    Magenta's `interpolation_weights`, which blends a painting's embedding with the content
+    photo's own (the "identity" style), rather than fading pixels."""
+    embeddings = np.asarray(embeddings, np.float32)
+    strengths = [float(s) for s in strengths]
+    if all(s == 1.0 for s in strengths):
+        return np.repeat(embeddings, len(strengths), axis=0)
+    size = _check_size(style_image_size, model)
+    identity = model.embed(prepare_style_image(content, size)[None])[0]
+    return np.stack([np.float32(s) * e + np.float32(1.0 - s) * identity
+                     for e in embeddings for s in strengths])
+
+
+def style_embeddings(model, style_image=None, style_embedding=None, weights=None,
+                     style_image_size=None):
+    """(embeddings [K, D], single) for stylize: from paintings or given embeddings, blended into
+    one row when `weights` is given."""
+    if (style_image is None) == (style_embedding is None):
+        raise StyleError("give one of style_image or style_embedding")
+    if style_embedding is not None:
+        embeddings, single = check_embeddings(style_embedding, model.embedding_size)
+        count = len(embeddings)
+    else:
+        items, single = _paintings(style_image)
+        count = len(items)
+    w = blend_weights(weights, count) if weights is not None else None  # before any pixel work
+    if style_image is not None:
+        embeddings = predict_style(items, model, style_image_size)
+    if w is not None:
+        return (w @ embeddings)[None], True
+    return embeddings, single
+
+
+def stylize(image, style_image=None, weights=None, model=None, max_size=None, strength=1.0,
+            preserve_color=False, style_image_size=None, style_embedding=None):
+    """Stylizes `image` with any painting (see `stylize.stylize`, which delegates here).
+
+    Args:
+      image: a path, PIL image (the result is a PIL image) or array (the result is an array of
+        its dtype), as for `stylize.stylize`.
+      style_image: a painting (path, PIL image or array), or a list of them: one result each,
+        or one blend with `weights`.
+      weights: one number per painting; the embeddings are mixed with these weights
+        (normalized to sum 1), as the N-style network mixes gamma/beta rows.
+      model: an `ArbitraryModel` (default: the bundled `arbitrary_v1`).
+      max_size: longest side to stylize at (default `stylize.DEFAULT_MAX_SIZE`; downscaled only).
+      strength: in [0, 1]; interpolates the embedding between the photo's own (0) and the
+        painting's (1), Magenta's `interpolation_weights`.
+      preserve_color: keep the photo's colours (luminance-only transfer).
+      style_image_size: the longest side paintings are resized to before the predictor (default
+        the model's, 256).
+      style_embedding: instead of paintings, an embedding (D,) or several (K, D), e.g. from
+        `predict_style`.
+    """
+    api = _api()
+
+    strength = api._check_strength(strength)
+    model = _model(model)
+    embeddings, single = style_embeddings(model, style_image, style_embedding, weights,
+                                          style_image_size)
+    content, kind = api._read(image)
+    content = image_io.resize_max(content, api.DEFAULT_MAX_SIZE if max_size is None else max_size)
+    rows = interpolate(model, content, embeddings, [strength], style_image_size)
+    outputs = [api._finish(content, s, 1.0, preserve_color) for s in model.transform(content, rows)]
+    results = [api._give_back(o, kind) for o in outputs]
+    return results[0] if single else results
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def painting_name(painting, index=0):
+    """A short display name: the file's stem, else "painting <index>"."""
+    if isinstance(painting, (str, os.PathLike)):
+        return os.path.splitext(os.path.basename(os.fspath(painting)))[0]
+    filename = getattr(painting, "filename", "")
+    if filename:
+        return os.path.splitext(os.path.basename(filename))[0]
+    return f"painting {index}"
+
+
+def _grid(rows, tile_size, captions=None):
+    """A white sheet of equally sized cells holding float/uint8 images (None: empty), each fitted
+    into a tile_size box; `captions` (same layout, or None) go under the cells."""
+    from image_stylization.stylize import _ascii, _font, _wrap
+
+    cols = max(len(r) for r in rows)
+    pad, font_px = 2, max(9, min(13, tile_size // 12))
+    line_h = font_px + 2
+    label_h = 2 * line_h + 4 if captions else 0
+    sheet = Image.new("RGB", (cols * (tile_size + pad) + pad,
+                              len(rows) * (tile_size + label_h + pad) + pad), "white")
+    draw, font = ImageDraw.Draw(sheet), _font(font_px)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            x, y = pad + c * (tile_size + pad), pad + r * (tile_size + label_h + pad)
+            if tile is not None:
+                t = image_io.to_uint8(image_io.resize_longest_side(np.asarray(tile), tile_size))
+                sheet.paste(Image.fromarray(t), (x + (tile_size - t.shape[1]) // 2,
+                                                 y + (tile_size - t.shape[0]) // 2))
+            caption = captions[r][c] if captions else None
+            if caption:
+                for j, line in enumerate(_wrap(draw, _ascii(caption), font, tile_size - 4, 2)):
+                    draw.text((x + 2, y + tile_size + 2 + j * line_h), line, fill="black", font=font)
+    return sheet
+
+
+def contact_sheet(image, paintings, model=None, tile_size=160, max_size=None, strength=1.0,
+                  preserve_color=False, style_image_size=None, labels=True):
+    """The photo and each painting (top row), the photo in each painting's style (bottom row).
+
+    The stylized images are computed at `max_size` (default 2 x `tile_size`) in one batched call.
+    Returns an RGB `PIL.Image`.
+    """
+    api = _api()
+
+    model = _model(model)
+    items, _ = _paintings(paintings)
+    embeddings = predict_style(items, model, style_image_size)
+    content = image_io.resize_max(image_io.load_image(image), max_size or 2 * tile_size)
+    rows = interpolate(model, content, embeddings, [api._check_strength(strength)], style_image_size)
+    stylized = [api._finish(content, s, 1.0, preserve_color) for s in model.transform(content, rows)]
+    thumbs = [image_io.resize_longest_side(image_io.load_image(p), tile_size) for p in items]
+    names = [painting_name(p, i) for i, p in enumerate(items)]
+    captions = [["input"] + names, [""] + [f"-> {n}" for n in names]] if labels else None
+    return _grid([[content] + thumbs, [None] + stylized], tile_size, captions)
+
+
+def interpolation_strip(image, painting, other=None, steps=6, model=None, tile_size=160,
+                        max_size=None, style_image_size=None, labels=True):
+    """One row of `steps` images: from the photo's own style to `painting` (strength 0 -> 1),
+    or, with `other`, from `painting` to `other` (embeddings mixed (1 - a, a)); the paintings
+    are shown at both ends. Returns an RGB `PIL.Image`."""
+    if not isinstance(steps, numbers.Integral) or steps < 2:
+        raise StyleError(f"steps must be an integer >= 2, got {steps!r}")
+    model = _model(model)
+    content = image_io.resize_max(image_io.load_image(image), max_size or 2 * tile_size)
+    alphas = np.linspace(0.0, 1.0, int(steps))
+    a = predict_style(painting, model, style_image_size)
+    if other is None:
+        rows = interpolate(model, content, a[None], alphas, style_image_size)
+        first, captions = content, [f"strength {x:.2f}" for x in alphas]
+        ends = ("photo", painting_name(painting))
+    else:
+        b = predict_style(other, model, style_image_size)
+        rows = np.stack([(1 - x) * a + x * b for x in alphas]).astype(np.float32)
+        first = image_io.load_image(painting)
+        captions = [f"{1 - x:.2f} / {x:.2f}" for x in alphas]
+        ends = (painting_name(painting), painting_name(other, 1))
+    tiles = [first] + list(model.transform(content, rows)) + [
+        image_io.load_image(other if other is not None else painting)]
+    caption_row = [ends[0]] + captions + [ends[1]]
+    return _grid([tiles], tile_size, [caption_row] if labels else None)
