@@ -553,6 +553,15 @@ def stylize(image, style_image=None, weights=None, model=None, max_size=None, st
 
 # ----------------------------------------------------------------------------- pictures
 
+DEMO_PAINTINGS = ("swirls", "waves", "stained_glass", "pointillism", "cubist", "geometric")
+
+
+def demo_paintings():
+    """Paths of the six painting-like style images that ship with the package (CC0; made by
+    bench/make_paintings.py, see assets/paintings/README.md)."""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "paintings")
+    return [os.path.join(here, f"{name}.jpg") for name in DEMO_PAINTINGS]
+
 
 def painting_name(painting, index=0):
     """A short display name: the file's stem, else "painting <index>"."""
