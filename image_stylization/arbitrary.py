@@ -28,8 +28,6 @@ import json
 import math
 import numbers
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -362,29 +360,15 @@ def save_arbitrary_model(model, directory, quantized=None, overwrite=False, **ma
                            f"{key}:axis": np.asarray(axis, np.int64)})
         else:
             arrays[key] = value
-    directory = os.path.abspath(os.fspath(directory))
-    if os.path.exists(directory) and not overwrite:
-        if not os.path.isdir(directory) or os.listdir(directory):
-            raise CheckpointError(f"{directory} exists and is not empty (use overwrite=True)")
     manifest = {"format_version": MANIFEST_VERSION, "kind": KIND}
     manifest.update(model.manifest)
     manifest.update(manifest_fields)
     manifest["kind"] = KIND
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-    try:
-        os.chmod(tmp, 0o755)
-        np.savez_compressed(os.path.join(tmp, WEIGHTS_FILE), **arrays)
-        with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    from image_stylization.checkpoint import write_directory
+
+    directory = write_directory(
+        directory, manifest,
+        lambda tmp: np.savez_compressed(os.path.join(tmp, WEIGHTS_FILE), **arrays), overwrite)
     model.manifest = manifest
     return directory
 

@@ -403,28 +403,39 @@ def export(checkpoint=None, export_dir=None, format="saved_model", quantize="non
 
     model = load_model(checkpoint)
     if getattr(model, "kind", None) == "arbitrary":
-        return _export_arbitrary(model, export_dir, format, quantize, image_size)
-    names = _style_names(model, None)
-
-    written = {}
+        write = _arbitrary_writer(model, format, quantize, image_size)
+    else:
+        write = _n_style_writer(model, format, quantize, image_size)
     temp = _TempBeside(export_dir, directory=True)
     with temp as tmp:
         out = os.path.join(tmp, "export")
         os.mkdir(out)
         os.chmod(out, 0o755)
+        written = {kind: os.path.join(export_dir, name) for kind, name in write(out).items()}
+        _move_into_place(out, export_dir)
+        temp.done = True
+    return written
+
+
+def _n_style_writer(model, format, quantize, image_size):
+    """A function writing the N-style export into a directory; returns {kind: file name}."""
+    names = _style_names(model, None)
+
+    def write(out):
+        written = {}
         if format in ("saved_model", "both"):
             export_saved_model(model, os.path.join(out, SAVED_MODEL_DIR), style_names=names)
-            written["saved_model"] = os.path.join(export_dir, SAVED_MODEL_DIR)
+            written["saved_model"] = SAVED_MODEL_DIR
         if format in ("litert", "both"):
             export_litert(model, os.path.join(out, LITERT_FILE), quantize=quantize,
                           image_size=image_size)
             with open(os.path.join(out, STYLE_NAMES_FILE), "w", encoding="utf-8") as f:
                 f.write("\n".join(names) + "\n")
-            written["litert"] = os.path.join(export_dir, LITERT_FILE)
-            written["style_names"] = os.path.join(export_dir, STYLE_NAMES_FILE)
-        _move_into_place(out, export_dir)
-        temp.done = True
-    return written
+            written["litert"] = LITERT_FILE
+            written["style_names"] = STYLE_NAMES_FILE
+        return written
+
+    return write
 
 
 # ----------------------------------------------------------------------------- arbitrary style
@@ -519,16 +530,14 @@ def arbitrary_litert_bytes(model, quantize="none", image_size=None, style_image_
             _to_litert(stylize.get_concrete_function(), holder, quantize))
 
 
-def _export_arbitrary(model, export_dir, format, quantize, image_size):
-    written = {}
-    temp = _TempBeside(export_dir, directory=True)
-    with temp as tmp:
-        out = os.path.join(tmp, "export")
-        os.mkdir(out)
-        os.chmod(out, 0o755)
+def _arbitrary_writer(model, format, quantize, image_size):
+    """A function writing the arbitrary-style export into a directory; returns {kind: name}."""
+
+    def write(out):
+        written = {}
         if format in ("saved_model", "both"):
             export_arbitrary_saved_model(model, os.path.join(out, SAVED_MODEL_DIR))
-            written["saved_model"] = os.path.join(export_dir, SAVED_MODEL_DIR)
+            written["saved_model"] = SAVED_MODEL_DIR
         if format in ("litert", "both"):
             files = dict(zip((PREDICTOR_LITERT_FILE, TRANSFORMER_LITERT_FILE),
                              arbitrary_litert_bytes(model, quantize, image_size)))
@@ -536,8 +545,8 @@ def _export_arbitrary(model, export_dir, format, quantize, image_size):
                 with open(os.path.join(out, name), "wb") as f:
                     f.write(content)
                 os.chmod(os.path.join(out, name), 0o644)
-            written["litert_predictor"] = os.path.join(export_dir, PREDICTOR_LITERT_FILE)
-            written["litert_transformer"] = os.path.join(export_dir, TRANSFORMER_LITERT_FILE)
-        _move_into_place(out, export_dir)
-        temp.done = True
-    return written
+            written["litert_predictor"] = PREDICTOR_LITERT_FILE
+            written["litert_transformer"] = TRANSFORMER_LITERT_FILE
+        return written
+
+    return write

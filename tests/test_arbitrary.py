@@ -263,6 +263,16 @@ def test_manifest_provenance():
     assert os.path.getsize(os.path.join(BUNDLED, arbitrary.WEIGHTS_FILE)) < 3_500_000
 
 
+def test_bundled_pair_gives_distinct_non_degenerate_pastiches(model):
+    """Every demo painting: a finite, non-flat image, distinct from the others'."""
+    photo = _photo(64, 48)
+    outs = model.transform(photo, arbitrary.predict_style(arbitrary.demo_paintings(), model))
+    n = len(outs)
+    assert np.all(np.isfinite(outs)) and outs.shape == (n, 64, 48, 3)
+    assert outs.reshape(n, -1).std(axis=1).min() > 0.02
+    assert min(np.abs(outs[i] - outs[j]).mean() for i in range(n) for j in range(i)) > 1e-2
+
+
 def test_save_and_load_round_trip(model, tmp_path):
     # Float storage (no quantized dict) and checkpoint.load_model's dispatch on the manifest.
     directory = arbitrary.save_arbitrary_model(model, tmp_path / "copy")
