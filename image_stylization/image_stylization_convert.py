@@ -57,7 +57,7 @@ def main(argv):
         given = [f"--{n}" for n in ("preset", "num_styles", "alpha", "style_names")
                  if FLAGS[n].value is not None]
         if given:
-            raise cli.UsageError(f"{', '.join(given)} do not apply to an arbitrary-style pair")
+            raise cli.UsageError(f"not used for an arbitrary-style pair: {', '.join(given)}")
         directory, _ = convert.convert_arbitrary_to_directory(
             source, output_dir, overwrite=FLAGS.overwrite, command=_command())
         print(f"wrote {directory}: arbitrary-style predictor and transformer")

@@ -220,6 +220,8 @@ def test_convert_refuses_a_single_or_mismatched_pair(sources, tmp_path):
     predict, _ = sources
     with pytest.raises(CheckpointError, match="one style predictor and one transformer"):
         convert.arbitrary_sources(f"{predict},{predict}")
+    with pytest.raises(CheckpointError, match="convert it with its partner"):
+        convert.convert(predict)
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not onnx")
     with pytest.raises(CheckpointError, match="not a readable ONNX model"):
