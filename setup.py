@@ -28,8 +28,9 @@ setup(
     # a wheel stylizes with no download.
     package_dir={"image_stylization.bundled": "checkpoints"},
     package_data={
-        "image_stylization.bundled": ["README.md", "*/manifest.json", "*/model.keras", "*/*.md"],
-        "image_stylization": ["assets/*"],
+        "image_stylization.bundled": ["README.md", "*/manifest.json", "*/model.keras", "*/*.md",
+                                      "*/weights.npz"],
+        "image_stylization": ["assets/*", "assets/paintings/*"],
     },
     install_requires=[
         # TensorFlow itself comes from an extra: [cpu] (tensorflow-cpu, 261 MB) or [gpu]

@@ -16,3 +16,4 @@ from image_stylization.layers import (  # noqa: F401
 )
 from image_stylization.model import build_transformer  # noqa: F401
 from image_stylization.stylize import contact_sheet, demo_image_path, load_model, stylize  # noqa: F401,E402
+from image_stylization.arbitrary import predict_style  # noqa: F401,E402

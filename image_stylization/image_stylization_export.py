@@ -6,7 +6,10 @@
       --image_size=512
 
 `--export_dir` receives `saved_model/` (signatures `serving_default`, `stylize_encoded`,
-`style_names`) and/or `model.tflite` with `style_names.txt` beside it. It must be new or empty
+`style_names`) and/or `model.tflite` with `style_names.txt` beside it. For an arbitrary-style
+checkpoint (`--checkpoint=checkpoints/arbitrary_v1`): `saved_model/` with `serving_default`
+(image, style_image), `stylize_embedding` (image, style_embedding) and `predict_style`, and/or
+`style_predictor.tflite` and `style_transformer.tflite`. It must be new or empty
 unless `--overwrite` is given; everything is written into a temporary directory beside it and
 renamed into place, so a failed export leaves nothing behind.
 """

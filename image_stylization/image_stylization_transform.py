@@ -9,6 +9,16 @@ Output names follow Magenta: `<basename>_<index>.<ext>` for each style of a list
 least 3 digits), `<basename>_all_styles.<ext>` for `--all_styles`. Every file is written to a
 temporary name and renamed, and its bytes match its extension.
 
+Any painting as a style (the arbitrary-style network, bundled as checkpoints/arbitrary_v1):
+
+  image_stylization_transform --input_image=photo.jpg --style_images=painting.jpg --output_dir=out
+  image_stylization_transform --input_image=photo.jpg --output_dir=out \
+      --style_images="{'a.jpg': 0.3, 'b.jpg': 0.7}"
+
+writes `<basename>_stylized_<painting stem>.<ext>` per painting (files, folders or globs), or one
+blend; see `image_stylization.style_images`. Magenta's `--style_images_paths`,
+`--content_images_paths` and `--interpolation_weights` are accepted.
+
 Bad input (missing or unreadable image, bad `--which_styles`, an index out of range, a checkpoint
 with another number of styles) ends with one line on stderr and exit status 2, before anything is
 written. With several inputs (a folder or a glob), an image that cannot be read is reported on
@@ -61,6 +71,24 @@ flags.DEFINE_boolean(
     "Keep the input's colours: transfer luminance only (Gatys et al. 2016a, YCbCr).",
 )
 flags.DEFINE_enum("output_format", "png", ["png", "jpg", "webp"], "Output file format.")
+flags.DEFINE_string(
+    "style_images", None,
+    "Any painting as a style (arbitrary-style network): image files, folders or globs, "
+    "comma-separated (one output per painting; .npy files are saved embeddings), or a blend "
+    "\"{'a.jpg': 0.3, 'b.jpg': 0.7}\". --checkpoint then defaults to the bundled arbitrary_v1.",
+)
+flags.DEFINE_integer(
+    "style_image_size", None,
+    "With --style_images: longest side paintings are resized to for the style predictor "
+    "(default 256, the model's).",
+)
+flags.DEFINE_string(
+    "interpolation_weights", None,
+    "With --style_images (Magenta's flag): a list '[0.0,0.5,1.0]' of strengths, one output "
+    "each (suffix _<i>); each blends the photo's own style embedding (0) with the painting's (1).",
+)
+flags.DEFINE_alias("style_images_paths", "style_images")
+flags.DEFINE_alias("content_images_paths", "input_image")
 
 FLAGS = flags.FLAGS
 
@@ -178,11 +206,18 @@ def main(argv):
         raise cli.UsageError("--output_basename needs a single --input_image (several inputs "
                              "are named after their files)")
 
+    if FLAGS.style_images is not None or FLAGS.interpolation_weights is not None \
+            or FLAGS.style_image_size is not None:
+        return _main_style_images(paths, several, output_dir)
+
     # `from ... import` names, not the module: the package may re-export the `stylize` function
     # under the module's name.
     from image_stylization.stylize import StyleError, load_model, parse_which_styles, style_names_of
 
     model = load_model(FLAGS.checkpoint)
+    if getattr(model, "kind", None) == "arbitrary":
+        raise cli.UsageError(f"--checkpoint={FLAGS.checkpoint} is an arbitrary-style model: give "
+                             f"paintings with --style_images")
     names = style_names_of(model)
     if FLAGS.num_styles is not None and FLAGS.num_styles != len(names):
         raise cli.UsageError(
@@ -206,6 +241,45 @@ def main(argv):
         strength=FLAGS.strength, preserve_color=FLAGS.preserve_color,
         output_format=FLAGS.output_format, several=several,
     )
+    if failures:
+        print(f"{len(failures)} of {len(paths)} images failed", file=sys.stderr)
+        sys.exit(1)
+
+
+def _main_style_images(paths, several, output_dir):
+    """--style_images: the arbitrary-style network (library: image_stylization.style_images)."""
+    from image_stylization import style_images
+    from image_stylization.stylize import load_model
+
+    if FLAGS.style_images is None:
+        raise cli.UsageError("--interpolation_weights and --style_image_size need --style_images")
+    for name in ("which_styles", "num_styles"):
+        if FLAGS[name].present:
+            raise cli.UsageError(f"--{name} selects an N-style model's styles; it does not apply "
+                                 f"to --style_images")
+    if FLAGS.style_image_size is not None and FLAGS.style_image_size < 16:
+        raise cli.UsageError(f"--style_image_size must be >= 16, got {FLAGS.style_image_size}")
+    if FLAGS.interpolation_weights is not None and FLAGS["strength"].present:
+        raise cli.UsageError("give --strength or --interpolation_weights, not both")
+    styles = style_images.parse_style_images(FLAGS.style_images)
+    strengths = ([FLAGS.strength] if FLAGS.interpolation_weights is None
+                 else style_images.parse_interpolation_weights(FLAGS.interpolation_weights))
+    if FLAGS.all_styles and len(strengths) > 1:
+        raise cli.UsageError("--all_styles takes one --strength, not several --interpolation_weights")
+    from image_stylization.arbitrary import bundled_dir
+
+    model = load_model(FLAGS.checkpoint or bundled_dir())
+    if getattr(model, "kind", None) != "arbitrary":
+        raise cli.UsageError(f"--checkpoint={FLAGS.checkpoint} is an N-style model; --style_images "
+                             f"needs an arbitrary-style one (default: the bundled arbitrary_v1)")
+    max_size = FLAGS.max_size
+    if FLAGS.all_styles and not FLAGS["max_size"].present:
+        max_size = None  # contact_sheet's own default, 2 x tile_size
+    failures = style_images.transform_images(
+        paths, output_dir, basenames(paths, FLAGS.output_basename), model, styles, strengths,
+        max_size=max_size, preserve_color=FLAGS.preserve_color,
+        style_image_size=FLAGS.style_image_size, output_format=FLAGS.output_format,
+        all_styles=FLAGS.all_styles, tile_size=FLAGS.tile_size, several=several)
     if failures:
         print(f"{len(failures)} of {len(paths)} images failed", file=sys.stderr)
         sys.exit(1)

@@ -24,12 +24,14 @@ class ReflectionPadConv2D(keras.layers.Layer):
     """Reflection padding of `kernel_size // 2` on H and W, then a VALID, bias-free convolution.
 
     This is Magenta's `model.conv2d`. The padding is symmetric even for stride 2 (TF's "SAME" would
-    pad only bottom/right), which matters for converted weights. No bias: the following
+    pad only bottom/right), which matters for converted weights. No bias by default: the following
     conditional instance normalization's beta plays that role, as in `slim.conv2d` with a
-    normalizer.
+    normalizer. `use_bias=True` is for convolutions not followed by a normalization (the
+    arbitrary-style network's encoder, whose batch norm is folded into a bias).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, use_bias=False,
+                 **kwargs):
         super().__init__(**kwargs)
         _check_odd_kernel(kernel_size)
         if not isinstance(filters, int) or filters < 1:
@@ -39,6 +41,7 @@ class ReflectionPadConv2D(keras.layers.Layer):
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
+        self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
         )
@@ -54,12 +57,16 @@ class ReflectionPadConv2D(keras.layers.Layer):
             shape=(self.kernel_size, self.kernel_size, in_channels, self.filters),
             initializer=self.kernel_initializer,
         )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(name="biases", shape=(self.filters,), initializer="zeros")
 
     def call(self, x):
         p = self.kernel_size // 2
         if p:
             x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
-        return ops.conv(x, self.kernel, strides=self.strides, padding="valid")
+        y = ops.conv(x, self.kernel, strides=self.strides, padding="valid")
+        return y if self.bias is None else y + self.bias
 
     def compute_output_shape(self, input_shape):
         def out(n):
@@ -75,6 +82,8 @@ class ReflectionPadConv2D(keras.layers.Layer):
             strides=self.strides,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
+        if self.use_bias:  # absent otherwise, so configs of bias-free layers are unchanged
+            config["use_bias"] = True
         return config
 
 
@@ -228,6 +237,75 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_styles=self.num_styles, epsilon=self.epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConditionalStyleNormalization(keras.layers.Layer):
+    """Instance normalization whose gamma/beta are predicted from a style embedding (Ghiasi et al.
+    2017; Magenta's `ops.conditional_style_norm`, scope `StyleNorm`).
+
+    Called as `layer([x, style_embedding])` with x [B,H,W,C] and style_embedding [B,D]: gamma and
+    beta are 1x1 convolutions of the embedding (a D -> C affine map each, Magenta's
+    `style_params`), then `instance_norm` normalizes exactly as
+    `ConditionalInstanceNormalization` does. A row of N one-hot weights times a CIN table is the
+    special case of a linear projection without bias, so mixing embeddings mixes gamma/beta as
+    the paper mixes styles.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        kwargs.setdefault("autocast", False)  # float32 gamma/beta for the float32 statistics
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        x_shape, e_shape = input_shape
+        self._check_shapes(x_shape, e_shape)
+        channels, dim = x_shape[-1], e_shape[-1]
+        # Magenta's order: StyleNorm/Conv predicts beta, StyleNorm/Conv_1 gamma.
+        self.beta_weights = self.add_weight(
+            name="beta_weights", shape=(dim, channels), initializer="glorot_uniform", dtype="float32")
+        self.beta_biases = self.add_weight(
+            name="beta_biases", shape=(channels,), initializer="zeros", dtype="float32")
+        self.gamma_weights = self.add_weight(
+            name="gamma_weights", shape=(dim, channels), initializer="glorot_uniform", dtype="float32")
+        self.gamma_biases = self.add_weight(
+            name="gamma_biases", shape=(channels,), initializer="ones", dtype="float32")
+
+    def _check_shapes(self, x_shape, e_shape):
+        if len(x_shape) != 4 or x_shape[-1] is None:
+            raise ValueError(
+                f"{self.name}: expected x of shape [batch, height, width, channels] with known "
+                f"channels, got {tuple(x_shape)}"
+            )
+        if len(e_shape) != 2 or e_shape[-1] is None:
+            raise ValueError(
+                f"{self.name}: style_embedding must have shape [batch, dim] with known dim, got "
+                f"{tuple(e_shape)}"
+            )
+        built_dim = getattr(self, "beta_weights", None)
+        if built_dim is not None and e_shape[-1] != built_dim.shape[0]:
+            raise ValueError(
+                f"{self.name}: style_embedding must have {built_dim.shape[0]} values per example, "
+                f"got shape {tuple(e_shape)}"
+            )
+
+    def call(self, inputs):
+        x, embedding = inputs
+        self._check_shapes(tuple(x.shape), tuple(embedding.shape))
+        embedding = ops.cast(embedding, "float32")
+        gamma = ops.matmul(embedding, self.gamma_weights) + self.gamma_biases
+        beta = ops.matmul(embedding, self.beta_weights) + self.beta_biases
+        return instance_norm(x, gamma, beta, self.epsilon, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon)
         return config
 
 

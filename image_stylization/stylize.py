@@ -454,9 +454,16 @@ def _give_back(array, kind):
     return array.astype(np.float32)
 
 
-def stylize(image, styles, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
-            preserve_color=False, jit_compile=False):
-    """Stylizes `image` with one style, several styles, or a blend.
+def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
+            preserve_color=False, jit_compile=False, style_image=None, weights=None,
+            style_embedding=None, style_image_size=None):
+    """Stylizes `image` with one style, several styles, or a blend; or with any painting.
+
+    With `style_image` (a painting: path, PIL image or array, or a list of them) or
+    `style_embedding`, the arbitrary-style network runs instead (`arbitrary.stylize`): `weights`
+    blend several paintings, `strength` interpolates between the photo's own style embedding and
+    the painting's, and `model` is an arbitrary-style model (default: the bundled
+    `arbitrary_v1`).
 
     Args:
       image: a path or a PIL image (the result is an RGB `PIL.Image`), or a numpy array: uint8
@@ -471,7 +478,25 @@ def stylize(image, styles, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
       strength: in [0, 1]; the result is `strength * stylized + (1 - strength) * input`.
       preserve_color: keep the input's colours (chroma) and transfer only luminance.
       jit_compile: run the network through XLA (see `compiled_forward`).
+      style_image, weights, style_embedding, style_image_size: see `arbitrary.stylize`.
     """
+    if style_image is not None or style_embedding is not None:
+        if styles is not None:
+            raise StyleError("give styles (an N-style model's) or style_image/style_embedding "
+                             "(any painting), not both")
+        from image_stylization import arbitrary
+
+        return arbitrary.stylize(image, style_image=style_image, weights=weights, model=model,
+                                 max_size=max_size, strength=strength,
+                                 preserve_color=preserve_color, style_image_size=style_image_size,
+                                 style_embedding=style_embedding)
+    if styles is None:
+        raise StyleError("styles is required: an index, a name, a list or a {style: weight} "
+                         "blend (or style_image= for any painting)")
+    if weights is not None:
+        raise StyleError("weights blend style images; for an N-style blend give styles as a dict")
+    if getattr(model, "kind", None) == "arbitrary":
+        raise StyleError("this is an arbitrary-style model: give style_image= (a painting)")
     strength = _check_strength(strength)
     model = model if model is not None else _default_model()
     names = style_names_of(model)

@@ -73,8 +73,9 @@ def test_bad_checkpoints(model, tmp_path):
         load_model(path)
 
 
+# N-style models; the arbitrary-style pair has its own checks in test_arbitrary.py.
 BUNDLED = sorted(p for p in (pathlib.Path(__file__).resolve().parents[1] / "checkpoints").iterdir()
-                 if (p / "manifest.json").is_file())
+                 if (p / "manifest.json").is_file() and (p / "model.keras").is_file())
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])

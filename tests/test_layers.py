@@ -7,6 +7,7 @@ import keras
 
 from image_stylization.layers import (
     ConditionalInstanceNormalization,
+    ConditionalStyleNormalization,
     NearestUpsampling2D,
     ReflectionPadConv2D,
 )
@@ -134,6 +135,60 @@ class TestReflectionPadConv2D:
         layer = ReflectionPadConv2D(8, 5, 2, name="c")
         clone = ReflectionPadConv2D.from_config(layer.get_config())
         assert (clone.filters, clone.kernel_size, clone.strides, clone.name) == (8, 5, 2, "c")
+        assert "use_bias" not in layer.get_config() and not clone.use_bias
+
+    def test_bias_is_added_after_the_convolution(self):
+        layer = ReflectionPadConv2D(5, 3, 2, use_bias=True)
+        x = rng.normal(size=(2, 9, 8, 3)).astype("float32")
+        layer.build(x.shape)
+        bias = rng.normal(size=5).astype("float32")
+        layer.bias.assign(bias)
+        expected = np_reflect_conv(x, np.asarray(layer.kernel), 2) + bias
+        np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-4)
+        assert [w.path.split("/")[-1] for w in layer.weights] == ["weights", "biases"]
+        assert ReflectionPadConv2D.from_config(layer.get_config()).use_bias
+
+
+class TestConditionalStyleNormalization:
+    def make(self, dim=6, channels=4, eps=1e-5):
+        layer = ConditionalStyleNormalization(epsilon=eps)
+        layer.build(((None, None, None, channels), (None, dim)))
+        values = {name: rng.normal(0, 0.5, getattr(layer, name).shape).astype("float32")
+                  for name in ("beta_weights", "beta_biases", "gamma_weights", "gamma_biases")}
+        for name, v in values.items():
+            getattr(layer, name).assign(v)
+        return layer, values
+
+    def test_matches_numpy(self):
+        layer, v = self.make()
+        x = rng.normal(2.0, 3.0, (3, 5, 7, 4)).astype("float32")
+        e = rng.normal(size=(3, 6)).astype("float32")
+        gamma = e.astype(np.float64) @ v["gamma_weights"] + v["gamma_biases"]
+        beta = e.astype(np.float64) @ v["beta_weights"] + v["beta_biases"]
+        np.testing.assert_allclose(np.asarray(layer([x, e])), np_instance_norm(x, gamma, beta),
+                                   atol=3e-5)
+
+    def test_one_hot_embedding_without_bias_is_cin(self):
+        # A CIN table is a linear projection of one-hot weights: the two layers agree.
+        layer, v = self.make(dim=3)
+        layer.beta_biases.assign(np.zeros(4, "float32"))
+        layer.gamma_biases.assign(np.zeros(4, "float32"))
+        cin, _, _ = make_cin(3, 4)
+        cin.gamma.assign(v["gamma_weights"])
+        cin.beta.assign(v["beta_weights"])
+        x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+        w = np.array([[0.0, 1.0, 0.0], [0.3, 0.0, 0.7]], "float32")
+        np.testing.assert_allclose(np.asarray(layer([x, w])), np.asarray(cin([x, w])), atol=1e-6)
+
+    def test_wrong_embedding_size(self):
+        layer, _ = self.make(dim=6)
+        with pytest.raises(ValueError, match="style_embedding must have 6 values"):
+            layer([np.zeros((1, 4, 4, 4), "float32"), np.zeros((1, 5), "float32")])
+
+    def test_config_round_trip(self):
+        layer = ConditionalStyleNormalization(epsilon=1e-3, name="sn")
+        clone = ConditionalStyleNormalization.from_config(layer.get_config())
+        assert (clone.epsilon, clone.name) == (1e-3, "sn")
 
 
 def test_nearest_upsampling_is_pixel_repetition():
@@ -172,9 +227,12 @@ def test_layers_save_and_reload(tmp_path):
     style = keras.Input((3,))
     x = ReflectionPadConv2D(4, 3, 2, name="conv")(image)
     x = ConditionalInstanceNormalization(3, name="norm")([x, style])
+    x = ReflectionPadConv2D(4, 3, 1, use_bias=True, name="biased")(x)
+    x = ConditionalStyleNormalization(name="style_norm")([x, style])
     x = NearestUpsampling2D(2, name="up")(x)
     model = keras.Model([image, style], x)
     model.get_layer("norm").gamma.assign(rng.normal(size=(3, 4)).astype("float32"))
+    model.get_layer("biased").bias.assign(rng.normal(size=4).astype("float32"))
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)

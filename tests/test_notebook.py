@@ -40,6 +40,9 @@ def test_runs_headless(tmp_path, monkeypatch):
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "26 styles:" in text
     assert '--which_styles="{' in text
+    # The arbitrary-style section: embeddings, a two-painting blend and the strips ran.
+    assert "arbitrary-style embeddings: (100,)" in text
+    assert '--style_images="{' in text and "strip from photo to painting:" in text
     # The style-loss curves (alpha = weight of style A): each painting is closer in style to its
     # own pure pastiche than to the other style's.
     line = [l for l in text.splitlines() if l.startswith("{") and "[" in l][-1]
