@@ -100,9 +100,9 @@ def encode_png(image):
 
     array = image_io.to_uint8(image)
     buffer = io.BytesIO()
-    # Level 1 for previews and webcam frames (speed); the default 6 for results people keep.
-    level = 1 if max(array.shape[:2]) <= PREVIEW_SIZE else 6
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=level)
+    # Level 1: stylized pictures hardly compress (at 1024 px, 2.66 MB at level 1, 2.60 MB at the
+    # default 6), and it is the fastest (292 ms against 362 ms, measured on this loaded machine).
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -402,8 +402,9 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
     async def thumbnail(index: int):
         if not 0 <= index < len(catalog.thumbnails):
             raise HTTPException(404, f"no style {index}: this model has {len(catalog.names)}")
+        # Not cached by the browser: another server on this port may serve another model.
         return Response(catalog.thumbnails[index], media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+                        headers={"Cache-Control": "no-cache"})
 
     @api.get("/api/config", summary="Limits and defaults of this server")
     async def config():
@@ -431,7 +432,8 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
         responses={
             200: {"content": {"image/png": {}},
                   "description": "The stylized image. Headers: `X-Image-Size` (WxH), "
-                                 "`Server-Timing` (time in the queue and in the network)."},
+                                 "`Server-Timing`: `queue` (waiting for the worker) and "
+                                 "`stylize` (decode, network, PNG encode), in ms."},
             400: {"description": "Unreadable image or bad field: `{\"error\": ...}`"},
             413: {"description": "Request body over --max_upload_mb: `{\"error\": ...}`"},
             503: {"description": f"More than {max_waiting} requests waiting: `{{\"error\": ...}}`"},
