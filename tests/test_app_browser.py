@@ -204,7 +204,8 @@ def test_blend_drag_release_download_equals_stylize(watched, model, photo):
     assert watched.errors == [] and watched.foreign == []
 
 
-def test_unreadable_photo_shows_the_servers_message_then_recovers(watched, tmp_path, photo):
+def test_unreadable_photo_shows_the_servers_message_then_a_dropped_one_works(
+        watched, tmp_path, photo):
     page = watched.page
     pick(page, 3)
     bad = tmp_path / "notes.png"
@@ -212,9 +213,16 @@ def test_unreadable_photo_shows_the_servers_message_then_recovers(watched, tmp_p
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("#status.error")
     assert "notes.png: not an image file Pillow can read" in page.inner_text("#status")
-    page.set_input_files("#file", photo)
+    # Dropped this time, as a file dragged from the desktop arrives.
+    data = list(open(photo, "rb").read())
+    transfer = page.evaluate_handle(
+        "(bytes) => { const t = new DataTransfer();"
+        " t.items.add(new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'}));"
+        " return t; }", data)
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
     wait_for_result(page)
     assert not page.locator("#status.error").count()
+    assert page.get_attribute("#download", "download") == "dropped_3_1000.png"
     # Chromium logs the 400 answers themselves; nothing else may be logged.
     assert [e for e in watched.errors if not HTTP_ERROR_LOG.search(e)] == []
     assert watched.foreign == []
