@@ -11,6 +11,7 @@ ENTRY_POINTS = [
     "image_stylization_create_dataset",
     "image_stylization_export",
     "image_stylization_convert",
+    "image_stylization_app",
 ]
 
 setup(
@@ -30,7 +31,7 @@ setup(
     package_data={
         "image_stylization.bundled": ["README.md", "*/manifest.json", "*/model.keras", "*/*.md",
                                       "*/weights.npz"],
-        "image_stylization": ["assets/*", "assets/paintings/*"],
+        "image_stylization": ["assets/*", "assets/paintings/*", "app_page/*"],
     },
     install_requires=[
         # TensorFlow itself comes from an extra: [cpu] (tensorflow-cpu, 261 MB) or [gpu]
@@ -49,6 +50,9 @@ setup(
         "convert": ["onnx", "onnxruntime"],
         "litert": ["ai-edge-litert"],
         "notebook": ["ipywidgets", "matplotlib", "nbclient", "ipykernel", "nbformat"],
+        # The web app (image_stylization_app): FastAPI for the REST API, uvicorn to serve it,
+        # python-multipart to read uploads.
+        "app": ["fastapi", "uvicorn", "python-multipart"],
         "test": [
             "pytest",
             "onnx",
@@ -60,6 +64,13 @@ setup(
             "nbclient",
             "ipykernel",
             "nbformat",
+            "fastapi",
+            "uvicorn",
+            "python-multipart",
+            "httpx2",  # FastAPI's TestClient (Starlette 1.x; plain httpx is deprecated there)
+            # Drives Debian's Chromium (/usr/bin/chromium) in tests/test_app_browser.py; the
+            # browser itself comes from apt (.ci/run), never from Playwright's downloader.
+            "playwright",
         ],
     },
     entry_points={

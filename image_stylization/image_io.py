@@ -3,6 +3,7 @@
 This module needs only Pillow and numpy (no TensorFlow).
 """
 
+import io
 import os
 import secrets
 
@@ -29,17 +30,24 @@ def _name(source):
     return "<array>"
 
 
-def _open(path):
-    """Opens and fully decodes `path`, turning every failure into an ImageError naming it."""
-    name = os.fspath(path)
+def _open(source, name=None, max_pixels=None):
+    """Opens and fully decodes `source` (a path or a binary file object), turning every failure
+    into an ImageError naming it (`name`, default the path)."""
+    name = os.fspath(source) if name is None else name
     try:
-        with Image.open(name) as img:
+        with Image.open(source) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                # Checked from the header, before decoding allocates anything.
+                raise ImageError(f"{name}: image is {img.width}x{img.height} px, more than "
+                                 f"{max_pixels / 1e6:g} megapixels")
             img.load()  # decode now: a truncated file fails here, not later
             try:
                 out = ImageOps.exif_transpose(img)
             except Exception:  # noqa: BLE001  (a malformed EXIF block is not worth failing for)
                 out = img.copy()
             return out
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -142,6 +150,20 @@ def load_image(source):
     else:
         raise ImageError(f"{name}: expected a path, a PIL image or a numpy array, got "
                          f"{type(source).__name__}")
+    out = _pil_to_float(img, name)
+    if out.shape[0] == 0 or out.shape[1] == 0:
+        raise ImageError(f"{name}: empty image ({out.shape[1]}x{out.shape[0]})")
+    return out
+
+
+def decode_image(data, name="<bytes>", max_pixels=None):
+    """`load_image` for the bytes of an image file (an upload): the same decoding, EXIF
+    orientation and colour handling, so the result equals `load_image` of the same file.
+
+    `max_pixels` refuses larger images from their header, before decoding. Any failure raises
+    `ImageError` whose message starts with `name`.
+    """
+    img = _open(io.BytesIO(bytes(data)), name, max_pixels)
     out = _pil_to_float(img, name)
     if out.shape[0] == 0 or out.shape[1] == 0:
         raise ImageError(f"{name}: empty image ({out.shape[1]}x{out.shape[0]})")

@@ -114,6 +114,34 @@ def test_bad_files_name_the_file(tmp_path, monkeypatch):
         load_image(big)
 
 
+def test_decode_image_equals_load_image_of_the_same_file(tmp_path):
+    # An upload's bytes decode exactly as the file does: EXIF orientation, alpha on white, 16 bit.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rng = np.random.default_rng(1)
+    files = [
+        _save(Image.fromarray(rng.integers(0, 256, (16, 32, 3), np.uint8)), tmp_path, "r.jpg",
+              exif=exif),
+        _save(Image.fromarray(rng.integers(0, 256, (9, 7, 4), np.uint8)), tmp_path, "a.png"),
+        _save(Image.fromarray(rng.integers(0, 65536, (5, 6), np.uint16)), tmp_path, "g.png"),
+    ]
+    for path in files:
+        data = open(path, "rb").read()
+        np.testing.assert_array_equal(image_io.decode_image(data, "upload"), load_image(path))
+    assert image_io.decode_image(open(files[0], "rb").read()).shape == (32, 16, 3)
+
+
+def test_decode_image_errors_name_the_upload(tmp_path):
+    with pytest.raises(ImageError, match=r"^photo.jpg: not an image file"):
+        image_io.decode_image(b"not an image", "photo.jpg")
+    data = open(_save(Image.new("RGB", (40, 30)), tmp_path, "big.png"), "rb").read()
+    with pytest.raises(ImageError, match=r"^big.png: image is 40x30 px, more than 0.001 megapixels"):
+        image_io.decode_image(data, "big.png", max_pixels=1000)
+    assert image_io.decode_image(data, "big.png", max_pixels=1200).shape == (30, 40, 3)
+    with pytest.raises(ImageError, match=r"^cut.png: cannot read image"):
+        image_io.decode_image(data[: len(data) // 2], "cut.png")
+
+
 def test_arrays():
     gray = np.array([[0, 255]], dtype=np.uint8)
     np.testing.assert_array_equal(load_image(gray), [[[0] * 3, [1] * 3]])
