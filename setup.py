@@ -48,7 +48,12 @@ setup(
         "convert": ["onnx", "onnxruntime"],
         "litert": ["ai-edge-litert"],
         "notebook": ["ipywidgets", "matplotlib", "nbclient", "ipykernel", "nbformat"],
+        # Video: PyAV decodes/encodes (FFmpeg ships in its wheel); OpenCV's DIS optical flow
+        # steadies the stylized frames.
+        "video": ["av>=18", "opencv-python-headless"],
         "test": [
+            "av>=18",
+            "opencv-python-headless",
             "pytest",
             "onnx",
             "onnxruntime",

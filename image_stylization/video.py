@@ -1,4 +1,4 @@
-"""Stylizing video: decode, stylize each frame, keep the result steady over time, encode; sound kept.
+"""Stylizing video: decode, stylize each frame, steady the result over time, encode; sound kept.
 
     from image_stylization.video import stylize_video
     stylize_video("clip.mp4", 7, "clip_7.mp4")
@@ -69,7 +69,7 @@ def _require():
 
 
 def _open_input(path):
-    """(container, video stream, audio stream or None) of `path`; a VideoError naming it otherwise."""
+    """(container, video stream, audio stream or None) of `path`, or a VideoError naming it."""
     av, _ = _require()
     name = os.fspath(path)
     if os.path.isdir(name):
@@ -421,7 +421,8 @@ def _as_frames(outputs, height, width):
         a = np.asarray(out)
         a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
         if a.ndim != 3 or a.shape[2] != 3:
-            raise ValueError(f"the stylizer returned an array of shape {a.shape}; expected [H, W, 3]")
+            raise ValueError(f"the stylizer returned an array of shape {a.shape}; "
+                             f"expected [H, W, 3]")
         if a.shape[:2] != (height, width):
             a = np.clip(cv2.resize(a, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
         frames.append(a)
