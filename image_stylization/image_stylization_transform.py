@@ -76,7 +76,8 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "temporal_smoothing", video.DEFAULT_TEMPORAL_SMOOTHING,
     "With --input_video: in [0, 1), how much of the previous output frame, moved along the "
-    "optical flow, is kept where the flow is reliable (less flicker). 0: frame by frame.",
+    "optical flow, is kept where the flow is reliable (less flicker); no pixel moves more than "
+    "0.05 from its per-frame stylization. 0: frame by frame.",
 )
 
 FLAGS = flags.FLAGS
@@ -183,9 +184,13 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
 
 def transform_video(path, output_dir, basename, model, selection, max_size=None, strength=1.0,
                     preserve_color=False, temporal_smoothing=video.DEFAULT_TEMPORAL_SMOOTHING,
-                    crf=video.DEFAULT_CRF, out=sys.stdout, err=sys.stderr):
+                    crf=video.DEFAULT_CRF, stylizer=None, out=sys.stdout, err=sys.stderr):
     """Stylizes the video at `path` into `output_dir/<basename>_<style>.mp4` (names as for
-    images); progress goes to `err`."""
+    images, from `selection`); progress goes to `err`.
+
+    `stylizer` (see `video.stylize_video`) replaces the model and selection for the pixels, e.g.
+    for styles that are not rows of the model; `selection` still names the outputs.
+    """
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
@@ -194,9 +199,9 @@ def transform_video(path, output_dir, basename, model, selection, max_size=None,
     targets = [os.path.join(output_dir, n) for n in output_names(basename, selection, ".mp4")]
     try:
         summary = video.stylize_video(
-            path, selection, targets, model=model, temporal_smoothing=temporal_smoothing, crf=crf,
-            max_size=max_size, strength=strength, preserve_color=preserve_color,
-            progress=video.Progress(err))
+            path, None if stylizer is not None else selection, targets, model=model,
+            stylizer=stylizer, temporal_smoothing=temporal_smoothing, crf=crf, max_size=max_size,
+            strength=strength, preserve_color=preserve_color, progress=video.Progress(err))
     except KeyboardInterrupt:
         print("interrupted: no output written", file=err, flush=True)
         sys.exit(130)

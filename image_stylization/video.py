@@ -14,7 +14,8 @@ Flicker: a network stylizing frames one by one turns sensor noise and compressio
 texture that changes every frame. With `temporal_smoothing` > 0, each stylized frame is blended
 with the previous output frame, warped onto it along the optical flow of the input frames (OpenCV's
 DIS flow), wherever that flow is trustworthy: forward-backward consistent, inside the frame, and
-photometrically right. Occluded pixels, new content and cuts take the current frame alone.
+photometrically right, and never more than `max_deviation` (0.05) away from the frame's own
+stylization. Occluded pixels, new content and cuts take the current frame alone.
 `temporal_smoothing=0` writes exactly the per-frame stylization. See `TemporalFilter`.
 
 Frames are streamed: memory does not depend on the clip's length. Outputs are written to temporary
@@ -39,10 +40,13 @@ from image_stylization.errors import VideoError  # noqa: F401  (re-exported)
 
 INSTALL_HINT = 'pip install "image_stylization[video]"'
 DEFAULT_CRF = 15
-# Weight of the motion-compensated previous output where the flow is trustworthy. Chosen with
-# bench/video.py as the largest value whose frames all stay within 0.03 mean abs of the per-frame
-# stylization (no ghosting) on the pan and static clips; see docs (video build notes).
-DEFAULT_TEMPORAL_SMOOTHING = 0.5
+# Weight of the motion-compensated previous output where the flow is trustworthy, and how far
+# (in [0, 1] units, per pixel and channel) it may move a pixel from its per-frame stylization.
+# Chosen with bench/video.py (pan, static and cut clips; styles 7, 18, 19): the pair that meets
+# both goals (flicker <= 0.6x per-frame, each frame within 0.03 mean abs of its per-frame
+# stylization) on the most clips and styles, then with the least flicker. See TemporalFilter.
+DEFAULT_TEMPORAL_SMOOTHING = 0.8
+MAX_DEVIATION = 0.05
 # Outputs encoded in one decoding pass: their styles run as one batch per frame; more outputs are
 # done in further passes, so a long style list does not hold dozens of encoders at once.
 MAX_OUTPUTS_PER_PASS = 4
@@ -292,9 +296,16 @@ class TemporalFilter:
       - x + b(x) lies inside the frame (new content entering does not);
       - the warped previous input matches the current one (a local mean of |I[t] - warp(I[t-1])|
         under 8/255): lighting changes and wrong matches fail it.
-    The output is S[t] + w (warp(O[t-1]) - S[t]) with w = smoothing on trusted pixels (tapered at
-    their edges) and 0 elsewhere. When fewer than half the pixels are trusted (a cut), the filter
+    The output is S[t] + clip(w (warp(O[t-1]) - S[t]), -m, m), with w = smoothing on trusted
+    pixels (tapered at their edges) and 0 elsewhere, and m = `max_deviation`. The clip keeps every
+    pixel within m of its per-frame stylization: texture that the network re-synthesizes
+    differently each frame is averaged only that far, and a wrong but consistent flow cannot draw
+    a ghost of more than m. When fewer than half the pixels are trusted (a cut), the filter
     resets: the output is the current stylized frame. smoothing = 0 returns S[t] unchanged.
+
+    Why a clip and not a smaller w (measured in bench/video.py): for the same flicker reduction on
+    the usual styles, it stays closer to the per-frame result, and where a style re-synthesizes
+    most (The Starry Night on a pan) it bounds the deviation instead of averaging whole textures.
 
     Call it with each uint8 RGB input frame and the list of its float stylized frames (one per
     style, same size); it returns the list of output frames. Flow is computed once per frame and
@@ -304,11 +315,16 @@ class TemporalFilter:
     CUT_FRACTION = 0.5
     PHOTOMETRIC_THRESHOLD = 8.0  # in 0..255 gray levels, after a local mean
 
-    def __init__(self, smoothing=DEFAULT_TEMPORAL_SMOOTHING, flow_size=640, preset="fast"):
+    def __init__(self, smoothing=DEFAULT_TEMPORAL_SMOOTHING, max_deviation=MAX_DEVIATION,
+                 flow_size=640, preset="fast"):
         smoothing = float(smoothing)
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"temporal_smoothing must be in [0, 1), got {smoothing}")
+        if max_deviation is not None and not max_deviation > 0:
+            raise ValueError(f"max_deviation must be > 0 (or None: no limit), got "
+                             f"{max_deviation}")
         self.smoothing = smoothing
+        self.max_deviation = max_deviation
         self.flow_size = flow_size
         self.preset = preset  # DIS preset: ultrafast, fast or medium (measured: fast is
         # as good as medium here at a third of the cost)
@@ -335,7 +351,10 @@ class TemporalFilter:
                 for prev, cur in zip(self._outputs, stylized):
                     warped = cv2.remap(prev, map_x, map_y, cv2.INTER_LINEAR,
                                        borderMode=cv2.BORDER_REPLICATE)
-                    outputs.append(cur + weight[:, :, None] * (warped - cur))
+                    change = weight[:, :, None] * (warped - cur)
+                    if self.max_deviation is not None:
+                        np.clip(change, -self.max_deviation, self.max_deviation, out=change)
+                    outputs.append(cur + change)
         self._gray, self._outputs = gray, outputs
         return outputs
 
@@ -435,14 +454,15 @@ def _as_frames(outputs, height, width):
     return frames
 
 
-def stylized_frames(frames, stylizer, temporal_smoothing=DEFAULT_TEMPORAL_SMOOTHING, flow_size=640):
+def stylized_frames(frames, stylizer, temporal_smoothing=DEFAULT_TEMPORAL_SMOOTHING,
+                    max_deviation=MAX_DEVIATION, flow_size=640):
     """Yields, for each uint8 RGB frame of the iterable `frames`, the list of its uint8 outputs.
 
     The streaming core of `stylize_video`, without files: `stylizer(frame)` gives the per-frame
     results, `TemporalFilter(temporal_smoothing)` steadies them. With temporal_smoothing 0 the
     outputs are `to_uint8(stylizer(frame))`, exactly.
     """
-    temporal = TemporalFilter(temporal_smoothing, flow_size=flow_size)
+    temporal = TemporalFilter(temporal_smoothing, max_deviation, flow_size=flow_size)
     for frame in frames:
         frame = np.ascontiguousarray(frame)
         outputs = _as_frames(stylizer(frame), frame.shape[0], frame.shape[1])
@@ -491,7 +511,7 @@ def _estimated_frames(video):
 def stylize_video(path, styles, output_path, model=None, stylizer=None,
                   temporal_smoothing=DEFAULT_TEMPORAL_SMOOTHING, crf=DEFAULT_CRF, max_size=None,
                   strength=1.0, preserve_color=False, jit_compile=False, progress=None,
-                  flow_size=640):
+                  max_deviation=MAX_DEVIATION, flow_size=640):
     """Stylizes the video at `path` and writes one MP4 per output; returns a `VideoSummary`.
 
     Args:
@@ -510,12 +530,15 @@ def stylize_video(path, styles, output_path, model=None, stylizer=None,
         full size.
       strength, preserve_color, jit_compile: as for `stylize`.
       progress: a callable (frames done, frames expected or 0), e.g. `Progress()`.
+      max_deviation: how far smoothing may move a pixel (per channel, in [0, 1]) from its
+        per-frame stylization; None: no limit (stronger smoothing of styles that flicker most,
+        at the cost of averaged texture).
       flow_size: longest side the optical flow is computed at.
     """
     av, _ = _require()
     if not isinstance(crf, (int, np.integer)) or isinstance(crf, bool) or not 0 <= crf <= 51:
         raise VideoError(f"crf must be an integer in 0..51, got {crf!r}")
-    TemporalFilter(temporal_smoothing)  # validates before any work
+    TemporalFilter(temporal_smoothing, max_deviation)  # validates before any work
     paths = [output_path] if isinstance(output_path, (str, os.PathLike)) else list(output_path)
     if not paths:
         raise VideoError("no output path given")
@@ -552,8 +575,9 @@ def stylize_video(path, styles, output_path, model=None, stylizer=None,
             if progress is not None and len(passes) > 1 and hasattr(progress, "prefix"):
                 progress.prefix = f"[pass {k}/{len(passes)}] "
                 progress.start = None
-            frames = _one_pass(av, path, run, outputs[offset:offset + len(targets)],
-                               temporal_smoothing, progress, flow_size)
+            temporal = TemporalFilter(temporal_smoothing, max_deviation, flow_size=flow_size)
+            frames = _one_pass(av, path, run, outputs[offset:offset + len(targets)], temporal,
+                               progress)
             offset += len(targets)
     finally:
         for out in outputs:
@@ -627,13 +651,12 @@ def _write_audio(outputs, audio, packet):
         out.write_audio_frames(frames)
 
 
-def _one_pass(av, path, stylizer, outputs, temporal_smoothing, progress, flow_size):
+def _one_pass(av, path, stylizer, outputs, temporal, progress):
     name = os.fspath(path)
     try:
         container, video, audio = _open_input(path)
         with container:
             total = _estimated_frames(video)
-            temporal = TemporalFilter(temporal_smoothing, flow_size=flow_size)
             pending_audio = []  # audio packets read before the first video frame opens outputs
             copy_audio = audio is not None and _can_copy_audio(av, path)
             count, size, time_base = 0, None, video.time_base
