@@ -184,13 +184,14 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
 
 def transform_video(path, output_dir, basename, model, selection, max_size=None, strength=1.0,
                     preserve_color=False, temporal_smoothing=video.DEFAULT_TEMPORAL_SMOOTHING,
-                    crf=video.DEFAULT_CRF, stylizer=None, out=sys.stdout, err=sys.stderr):
+                    crf=video.DEFAULT_CRF, stylizer=None, out=None, err=None):
     """Stylizes the video at `path` into `output_dir/<basename>_<style>.mp4` (names as for
     images, from `selection`); progress goes to `err`.
 
     `stylizer` (see `video.stylize_video`) replaces the model and selection for the pixels, e.g.
     for styles that are not rows of the model; `selection` still names the outputs.
     """
+    out, err = out or sys.stdout, err or sys.stderr  # looked up now, so redirection applies
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
