@@ -48,8 +48,8 @@ setup(
         "convert": ["onnx", "onnxruntime"],
         "litert": ["ai-edge-litert"],
         "notebook": ["ipywidgets", "matplotlib", "nbclient", "ipykernel", "nbformat"],
-        # Video: PyAV decodes/encodes (FFmpeg ships in its wheel); OpenCV's DIS optical flow
-        # steadies the stylized frames.
+        # Video: PyAV decodes/encodes (FFmpeg ships in its wheel; 18+ writes the rotation
+        # metadata); OpenCV's DIS optical flow steadies the stylized frames.
         "video": ["av>=18", "opencv-python-headless"],
         "test": [
             "av>=18",

@@ -204,7 +204,8 @@ def transform_video(path, output_dir, basename, model, selection, max_size=None,
             stylizer=stylizer, temporal_smoothing=temporal_smoothing, crf=crf, max_size=max_size,
             strength=strength, preserve_color=preserve_color, progress=video.Progress(err))
     except KeyboardInterrupt:
-        print("interrupted: no output written", file=err, flush=True)
+        end = "\n" if hasattr(err, "isatty") and err.isatty() else ""  # after a \r progress line
+        print(f"{end}interrupted: unfinished outputs removed", file=err, flush=True)
         sys.exit(130)
     print(f"{path} -> {', '.join(targets)} ({summary.frames} frames in {summary.seconds:.1f} s, "
           f"{summary.frames / max(summary.seconds, 1e-9):.2f} frames/s)", file=out, flush=True)

@@ -87,7 +87,7 @@ def _open_input(path):
     try:
         fmt = container.format.name or ""
         if any(tag in fmt for tag in _IMAGE_FORMATS):
-            raise VideoError(f"{name}: is a still image ({fmt}), not a video; use --input_image")
+            raise VideoError(f"{name}: is a still image ({fmt}), not a video")
         if not container.streams.video:
             raise VideoError(f"{name}: has no video stream")
         video = container.streams.video[0]
@@ -130,7 +130,8 @@ def probe(path):
             elif item.pts is not None:
                 t = item.pts * item.time_base
                 first = t if first is None else min(first, t)
-                end = max(end or t, t + (item.duration or 0) * item.time_base)
+                stop = t + (item.duration or 0) * item.time_base
+                end = stop if end is None else max(end, stop)
         duration = float(end - first) if first is not None else None
         return VideoInfo(os.fspath(path), frames, video.width, video.height, _rate(video),
                          rotation, audio.codec_context.name if audio else None, duration)
@@ -204,19 +205,12 @@ class _Output:
             raise VideoError(f"{self.path}: cannot write video ({e.strerror or e})") from None
         self.container = None
         self.video = self.audio = None
-        self.transcoder = None
+        self.transcodes_audio = False
 
-    def open(self, width, height, rate, time_base, matrix, sample_aspect_ratio, audio,
-             copy_audio):
+    def open(self, width, height, rate, time_base, matrix, sar, audio, copy_audio):
+        """Sets up the streams: H.264 video as the input's, and its audio copied or (when
+        `copy_audio` is False) re-encoded to AAC."""
         av, _ = _require()
-        self._open(av, width, height, rate, time_base, matrix, sample_aspect_ratio, audio,
-                   copy_audio)
-
-    @property
-    def transcodes_audio(self):
-        return self.transcoder is not None
-
-    def _open(self, av, width, height, rate, time_base, matrix, sar, audio, copy_audio):
         self.container = av.open(self.tmp, "w", format="mp4")
         v = self.container.add_stream("libx264", rate=rate)
         v.width, v.height = width, height
@@ -233,14 +227,11 @@ class _Output:
             v.codec_context.sample_aspect_ratio = sar
         if matrix is not None:
             v.set_display_matrix(matrix)
-        self.video = v
-        self.audio = self.transcoder = None
+        self.video, self.audio = v, None
+        self.transcodes_audio = audio is not None and not copy_audio
         if audio is not None:
-            if copy_audio:
-                self.audio = self.container.add_stream_from_template(audio)
-            else:
-                self.audio = self.container.add_stream("aac", rate=audio.rate)
-                self.transcoder = audio
+            self.audio = (self.container.add_stream_from_template(audio) if copy_audio
+                          else self.container.add_stream("aac", rate=audio.rate))
         self.container.start_encoding()
 
     def write(self, rgb, pts, time_base):
@@ -252,8 +243,7 @@ class _Output:
         self.container.mux(self.video.encode(frame))
 
     def write_audio(self, packet):
-        """Muxes a copied audio packet (an input packet) or, when transcoding, the decoded
-        frames of one (`write_audio_frames`)."""
+        """Muxes an input audio packet as it is (`write_audio_frames` when re-encoding)."""
         packet.stream = self.audio
         self.container.mux(packet)
 
@@ -263,7 +253,7 @@ class _Output:
 
     def finish(self):
         self.container.mux(self.video.encode())
-        if self.transcoder is not None:
+        if self.transcodes_audio:
             self.container.mux(self.audio.encode())
         self.container.close()
         self.container = None
@@ -464,15 +454,21 @@ def stylized_frames(frames, stylizer, temporal_smoothing=DEFAULT_TEMPORAL_SMOOTH
     """
     temporal = TemporalFilter(temporal_smoothing, max_deviation, flow_size=flow_size)
     for frame in frames:
-        frame = np.ascontiguousarray(frame)
-        outputs = _as_frames(stylizer(frame), frame.shape[0], frame.shape[1])
-        yield [image_io.to_uint8(o) for o in temporal(frame, outputs)]
+        yield _stylize_frame(stylizer, temporal, np.ascontiguousarray(frame))
+
+
+def _stylize_frame(stylizer, temporal, frame):
+    """The uint8 outputs of one uint8 frame: per-frame results, then the temporal filter."""
+    outputs = _as_frames(stylizer(frame), frame.shape[0], frame.shape[1])
+    return [image_io.to_uint8(o) for o in temporal(frame, outputs)]
 
 
 class Progress:
-    """Prints "frame 120/300 (40%), 3.2 frames/s, ETA 0:56" at most every `every` seconds."""
+    """Prints "frame 120/300 (40%), 3.20 frames/s, ETA 0:00:56" at most every `every` seconds
+    (default: 0.5 s on a terminal, rewriting one line; 10 s otherwise, one line each)."""
 
-    def __init__(self, stream=sys.stderr, every=None, prefix=""):
+    def __init__(self, stream=None, every=None, prefix=""):
+        stream = stream if stream is not None else sys.stderr
         self.stream = stream
         tty = hasattr(stream, "isatty") and stream.isatty()
         self.every = every if every is not None else (0.5 if tty else 10.0)
@@ -681,11 +677,11 @@ def _one_pass(av, path, stylizer, outputs, temporal, progress):
                     pending_audio = []
                 rgb = to_rgb(frame, size[0], size[1])
                 stamps.push(frame.pts)
-                results = _as_frames(stylizer(rgb), rgb.shape[0], rgb.shape[1])
-                if len(results) != len(outputs):
-                    raise ValueError(f"the stylizer returned {len(results)} images for "
+                images = _stylize_frame(stylizer, temporal, rgb)
+                if len(images) != len(outputs):
+                    raise ValueError(f"the stylizer returned {len(images)} images for "
                                      f"{len(outputs)} output paths")
-                waiting.append([image_io.to_uint8(r) for r in temporal(rgb, results)])
+                waiting.append(images)
                 while len(waiting) > _Timestamps.DEPTH:
                     _write_frames(outputs, waiting.popleft(), stamps.pop(), time_base)
                 count += 1

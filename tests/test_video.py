@@ -14,7 +14,8 @@ from absl import flags
 from absl.testing import flagsaver
 from PIL import Image
 
-av = pytest.importorskip("av", reason="video tests need PyAV: pip install 'image_stylization[video]'")
+av = pytest.importorskip(
+    "av", reason="video tests need PyAV: pip install 'image_stylization[video]'")
 cv2 = pytest.importorskip(
     "cv2", reason="video tests need OpenCV: pip install 'image_stylization[video]'")
 
