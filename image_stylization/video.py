@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from image_stylization import image_io
-from image_stylization.errors import VideoError  # noqa: F401  (re-exported)
+from image_stylization.errors import DependencyError, VideoError  # noqa: F401  (re-exported)
 
 INSTALL_HINT = 'pip install "image_stylization[video]"'
 DEFAULT_CRF = 15
@@ -59,12 +59,12 @@ VideoSummary = collections.namedtuple("VideoSummary", "outputs frames seconds")
 
 
 def _require():
-    """(av, cv2), or a VideoError naming the extra that provides them."""
+    """(av, cv2), or a DependencyError naming the extra that provides them."""
     try:
         import av
         import cv2
     except ImportError as e:
-        raise VideoError(f"video needs PyAV and OpenCV ({e.name} is not installed): "
+        raise DependencyError(f"video needs PyAV and OpenCV ({e.name} is not installed): "
                          f"{INSTALL_HINT}") from None
     return av, cv2
 

@@ -21,7 +21,7 @@ cv2 = pytest.importorskip(
 
 from image_stylization import checkpoint, cli, video  # noqa: E402
 from image_stylization import image_stylization_transform as transform  # noqa: E402
-from image_stylization.errors import VideoError  # noqa: E402
+from image_stylization.errors import DependencyError, VideoError  # noqa: E402
 from image_stylization.model import build_transformer, norm_layers  # noqa: E402
 from image_stylization.stylize import demo_image_path, stylize  # noqa: E402
 
@@ -281,7 +281,7 @@ def test_interrupt_or_failure_leaves_no_partial_file(tmp_path):
 
 def test_missing_extra_names_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
-    with pytest.raises(VideoError, match=r"image_stylization\[video\]"):
+    with pytest.raises(DependencyError, match=r"image_stylization\[video\]"):
         video.stylize_video(tmp_path / "clip.mp4", 0, tmp_path / "o.mp4")
 
 
