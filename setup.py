@@ -53,7 +53,12 @@ setup(
         # The web app (image_stylization_app): FastAPI for the REST API, uvicorn to serve it,
         # python-multipart to read uploads.
         "app": ["fastapi", "uvicorn", "python-multipart"],
+        # Video: PyAV decodes/encodes (FFmpeg ships in its wheel; 18+ writes the rotation
+        # metadata); OpenCV's DIS optical flow steadies the stylized frames.
+        "video": ["av>=18", "opencv-python-headless"],
         "test": [
+            "av>=18",
+            "opencv-python-headless",
             "pytest",
             "onnx",
             "onnxruntime",

@@ -7,7 +7,7 @@ stderr and exit status 2. Each module re-exports the classes it raises under the
     Error
     +-- InputError (also a ValueError): something the caller gave cannot be used
     |   +-- ImageError, StyleError, CheckpointError, WeightsError, DatasetError,
-    |       DataError, ConfigError, ExportError, DependencyError
+    |       DataError, ConfigError, ExportError, DependencyError, VideoError
     +-- TrainingError (also a RuntimeError): a run that cannot go on (diverged, no usable data)
 """
 
@@ -54,6 +54,10 @@ class ExportError(InputError):
 
 class DependencyError(InputError):
     """An optional extra that a feature needs is not installed (the message names the extra)."""
+
+
+class VideoError(InputError):
+    """A video that cannot be read, has no frames, or cannot be written."""
 
 
 class TrainingError(Error, RuntimeError):

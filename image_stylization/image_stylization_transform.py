@@ -3,10 +3,12 @@
   image_stylization_transform --input_image=photo.jpg --output_dir=out --which_styles="[0,5,7]"
   image_stylization_transform --input_image=photos/ --output_dir=out --which_styles="{0:0.3,5:0.7}"
   image_stylization_transform --input_image=photo.jpg --output_dir=out --all_styles
+  image_stylization_transform --input_video=clip.mp4 --output_dir=out --which_styles="[7]"
 
 Output names follow Magenta: `<basename>_<index>.<ext>` for each style of a list,
 `<basename>_<i>_<www>_<j>_<www>.<ext>` for a blend (www = round(1000 * normalized weight), at
-least 3 digits), `<basename>_all_styles.<ext>` for `--all_styles`. Every file is written to a
+least 3 digits), `<basename>_all_styles.<ext>` for `--all_styles`; a video gives the same names
+with `.mp4` (see `image_stylization.video`). Every file is written to a
 temporary name and renamed, and its bytes match its extension.
 
 Any painting as a style (the arbitrary-style network, bundled as checkpoints/arbitrary_v1):
@@ -32,7 +34,7 @@ import time
 
 from absl import flags
 
-from image_stylization import cli
+from image_stylization import cli, video
 
 flags.DEFINE_string(
     "checkpoint", None,
@@ -89,6 +91,22 @@ flags.DEFINE_string(
 )
 flags.DEFINE_alias("style_images_paths", "style_images")
 flags.DEFINE_alias("content_images_paths", "input_image")
+flags.DEFINE_string(
+    "input_video", None,
+    "A video file to stylize instead of --input_image: one .mp4 per style (H.264, the input's "
+    "frame count, size, frame rate, rotation and sound). Needs the [video] extra. Stylized at "
+    "full size unless --max_size is given.",
+)
+flags.DEFINE_integer(
+    "video_crf", video.DEFAULT_CRF,
+    "With --input_video: H.264 quality, 0..51 (lower is better; 15 is visually lossless).",
+)
+flags.DEFINE_float(
+    "temporal_smoothing", video.DEFAULT_TEMPORAL_SMOOTHING,
+    "With --input_video: in [0, 1), how much of the previous output frame, moved along the "
+    "optical flow, is kept where the flow is reliable (less flicker); no pixel moves more than "
+    "0.05 from its per-frame stylization. 0: frame by frame.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -192,8 +210,44 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
     return failures
 
 
+def transform_video(path, output_dir, basename, model, selection, max_size=None, strength=1.0,
+                    preserve_color=False, temporal_smoothing=video.DEFAULT_TEMPORAL_SMOOTHING,
+                    crf=video.DEFAULT_CRF, stylizer=None, names=None, out=None, err=None):
+    """Stylizes the video at `path` into `output_dir/<basename>_<style>.mp4` (names as for
+    images, from `selection`); progress goes to `err`.
+
+    `stylizer` (see `video.stylize_video`) replaces the model and selection for the pixels, e.g.
+    paintings (`style_images.frame_stylizer`); `names` then gives the output file names.
+    """
+    out, err = out or sys.stdout, err or sys.stderr  # looked up now, so redirection applies
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise cli.UsageError(
+            f"--output_dir: cannot create {output_dir} ({e.strerror or e})") from None
+    names = names if names is not None else output_names(basename, selection, ".mp4")
+    targets = [os.path.join(output_dir, n) for n in names]
+    try:
+        summary = video.stylize_video(
+            path, None if stylizer is not None else selection, targets, model=model,
+            stylizer=stylizer, temporal_smoothing=temporal_smoothing, crf=crf, max_size=max_size,
+            strength=strength, preserve_color=preserve_color, progress=video.Progress(err))
+    except KeyboardInterrupt:
+        end = "\n" if hasattr(err, "isatty") and err.isatty() else ""  # after a \r progress line
+        print(f"{end}interrupted: unfinished outputs removed", file=err, flush=True)
+        sys.exit(130)
+    print(f"{path} -> {', '.join(targets)} ({summary.frames} frames in {summary.seconds:.1f} s, "
+          f"{summary.frames / max(summary.seconds, 1e-9):.2f} frames/s)", file=out, flush=True)
+    return summary
+
+
 def main(argv):
-    spec = cli.require(FLAGS.input_image, "input_image")
+    video_path = FLAGS.input_video
+    if video_path is not None:
+        _check_video_flags()
+        spec = video_path
+    else:
+        spec = cli.require(FLAGS.input_image, "input_image")
     output_dir = cli.require(FLAGS.output_dir, "output_dir")
     if not 0.0 <= FLAGS.strength <= 1.0:  # also rejects NaN
         raise cli.UsageError(f"--strength must be in [0, 1], got {FLAGS.strength}")
@@ -201,7 +255,7 @@ def main(argv):
         raise cli.UsageError(f"--max_size must be >= 0 (0: full size), got {FLAGS.max_size}")
     if FLAGS.tile_size < 16:
         raise cli.UsageError(f"--tile_size must be >= 16, got {FLAGS.tile_size}")
-    paths, several = find_inputs(spec)
+    paths, several = find_inputs(spec) if video_path is None else ([video_path], False)
     if several and FLAGS["output_basename"].present:
         raise cli.UsageError("--output_basename needs a single --input_image (several inputs "
                              "are named after their files)")
@@ -235,6 +289,13 @@ def main(argv):
     max_size = FLAGS.max_size
     if FLAGS.all_styles and not FLAGS["max_size"].present:
         max_size = None  # contact_sheet's own default, 2 x tile_size
+    if video_path is not None:
+        transform_video(
+            video_path, output_dir, basenames(paths, FLAGS.output_basename)[0], model, selection,
+            max_size=max_size if FLAGS["max_size"].present else None, strength=FLAGS.strength,
+            preserve_color=FLAGS.preserve_color, temporal_smoothing=FLAGS.temporal_smoothing,
+            crf=FLAGS.video_crf)
+        return
     failures = transform_images(
         paths, output_dir, basenames(paths, FLAGS.output_basename), model, selection,
         all_styles=FLAGS.all_styles, max_size=max_size, tile_size=FLAGS.tile_size,
@@ -272,6 +333,16 @@ def _main_style_images(paths, several, output_dir):
     if getattr(model, "kind", None) != "arbitrary":
         raise cli.UsageError(f"--checkpoint={FLAGS.checkpoint} is an N-style model; --style_images "
                              f"needs an arbitrary-style one (default: the bundled arbitrary_v1)")
+    if FLAGS.input_video is not None:
+        base = basenames(paths, FLAGS.output_basename)[0]
+        stylizer = style_images.frame_stylizer(
+            model, styles, strengths, max_size=FLAGS.max_size if FLAGS["max_size"].present else None,
+            preserve_color=FLAGS.preserve_color, style_image_size=FLAGS.style_image_size)
+        transform_video(paths[0], output_dir, base, model, None,
+                        temporal_smoothing=FLAGS.temporal_smoothing, crf=FLAGS.video_crf,
+                        stylizer=stylizer,
+                        names=style_images.output_names(base, styles, strengths, ".mp4"))
+        return
     max_size = FLAGS.max_size
     if FLAGS.all_styles and not FLAGS["max_size"].present:
         max_size = None  # contact_sheet's own default, 2 x tile_size
@@ -283,6 +354,23 @@ def _main_style_images(paths, several, output_dir):
     if failures:
         print(f"{len(failures)} of {len(paths)} images failed", file=sys.stderr)
         sys.exit(1)
+
+
+def _check_video_flags():
+    """--input_video's flags, and the video itself, checked before the model loads."""
+    if FLAGS.input_image:
+        raise cli.UsageError("give --input_image or --input_video, not both")
+    if FLAGS.all_styles:
+        raise cli.UsageError("--all_styles makes a contact sheet of a photo; it does not apply to "
+                             "--input_video")
+    if FLAGS["output_format"].present:
+        raise cli.UsageError("--output_format is for images; videos are written as .mp4")
+    if not 0 <= FLAGS.video_crf <= 51:
+        raise cli.UsageError(f"--video_crf must be in 0..51, got {FLAGS.video_crf}")
+    if not 0.0 <= FLAGS.temporal_smoothing < 1.0:  # also rejects NaN
+        raise cli.UsageError(f"--temporal_smoothing must be in [0, 1), got "
+                             f"{FLAGS.temporal_smoothing}")
+    video.check_input(FLAGS.input_video)
 
 
 def console_entry_point():

@@ -154,6 +154,28 @@ def style_matrix(model, styles, style_image_size):
     return np.stack([embedding_of(model, p, style_image_size) for p in styles])
 
 
+def frame_stylizer(model, styles, strengths=(1.0,), max_size=None, preserve_color=False,
+                   style_image_size=None):
+    """A per-frame callable for `video.stylize_video(stylizer=...)`: uint8 frame -> one float
+    image per painting (or blend) and strength, named as `output_names` names them.
+
+    The paintings are embedded once, here; a strength below 1 mixes in each frame's own
+    embedding, exactly as for a photo.
+    """
+    from image_stylization import arbitrary
+    from image_stylization.stylize import _finish
+
+    matrix = style_matrix(model, styles, style_image_size)
+
+    def run(frame):
+        content = image_io.resize_max(frame.astype(np.float32) / 255.0, max_size)
+        rows = arbitrary.interpolate(model, content, matrix, strengths, style_image_size)
+        return [_finish(content, s, 1.0, preserve_color) for s in model.transform(content, rows)]
+
+    run.num_outputs = len(matrix) * len(strengths)
+    return run
+
+
 def transform_images(paths, output_dir, basenames, model, styles, strengths=(1.0,),
                      max_size=1024, preserve_color=False, style_image_size=None,
                      output_format="png", all_styles=False, tile_size=160, several=False,
