@@ -331,7 +331,7 @@ function updateKinds() {
     button.title = other ? `${button.dataset.name}: a blend takes either the model's styles or paintings` : button.dataset.name;
   });
   const why = "A blend takes either the model's styles or paintings, not both: they are two different networks.";
-  $("paintings-note").hidden = kind !== "named";
+  $("paintings-note").hidden = kind !== "named" || !state.styles.some((e) => e.kind === "painting");
   $("paintings-note").textContent = `${why} Remove the model's styles from the blend to use a painting.`;
   $("styles-note").hidden = kind !== "painting";
   $("styles-note").textContent = `${why} Remove the paintings from the blend to use these.`;
