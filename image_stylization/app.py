@@ -387,13 +387,14 @@ class StyleCatalog:
 
     def resolve(self, text):
         """A `styles` value -> `Style` for one output image: a named style or a blend of named
-        styles (a `--which_styles` value), or a painting key or a blend of painting keys
-        (`{'painting:<hash>': 0.3, ...}`). A blend mixing both kinds is a 400."""
+        styles (a `--which_styles` value), or a painting key (quoted or not) or a blend of
+        painting keys (`{'painting:<hash>': 0.3, ...}`). A blend mixing both kinds is a 400."""
         from image_stylization.stylize import parse_which_styles
 
-        value = None
-        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
             value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = text.strip()  # an unquoted name or painting key
         is_painting = lambda k: isinstance(k, str) and k.strip().startswith(PAINTING_PREFIX)  # noqa: E731
         if isinstance(value, str) and is_painting(value):
             (painting,) = self._paintings_of([value.strip()])

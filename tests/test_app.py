@@ -366,7 +366,7 @@ def test_a_painting_becomes_a_style_entry(client, web, arbitrary_model, painting
 
 
 @pytest.mark.parametrize("styles, kwargs, reference", [
-    ("'{cubist}'", {"strength": "0.7", "preserve_color": "true"},
+    ("{cubist}", {"strength": "0.7", "preserve_color": "true"},  # a bare key, as curl sends it
      {"style_image": PAINTINGS["cubist.jpg"], "strength": 0.7, "preserve_color": True}),
     ("{{'{cubist}': 60, '{waves}': 40}}", {"max_size": "40"},
      {"style_image": [PAINTINGS["cubist.jpg"], PAINTINGS["waves.jpg"]], "weights": [0.6, 0.4],
