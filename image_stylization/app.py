@@ -303,15 +303,15 @@ class Style:
     style_embedding: object = None  # painting: (D,) or (K, D) with `weights`
     weights: object = None
 
-    def stylize_args(self):
-        return {"model": self.model, "selection": self.selection,
-                "style_embedding": self.style_embedding, "weights": self.weights}
+
+def _is_painting_key(key):
+    return isinstance(key, str) and key.strip().startswith(PAINTING_PREFIX)
 
 
 class StyleCatalog:
     """The styles the page offers: the model's named styles, each with a thumbnail of the demo
     photo in that style, made once here (at start-up); and, with an arbitrary-style model, the
-    paintings given since (`add_painting`), each with the same kind of thumbnail.
+    paintings given since (`read_painting`), each with the same kind of thumbnail.
 
     Every entry has a `key` (what goes into a `styles` value), a `kind` ("named" or "painting")
     and a `thumbnail` URL, so the page renders both kinds with the same code.
@@ -395,12 +395,11 @@ class StyleCatalog:
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             value = text.strip()  # an unquoted name or painting key
-        is_painting = lambda k: isinstance(k, str) and k.strip().startswith(PAINTING_PREFIX)  # noqa: E731
-        if isinstance(value, str) and is_painting(value):
+        if isinstance(value, str) and _is_painting_key(value):
             (painting,) = self._paintings_of([value.strip()])
             return Style("painting", self.arbitrary_model, style_embedding=painting.embedding)
-        if isinstance(value, dict) and any(is_painting(k) for k in value):
-            if not all(is_painting(k) for k in value):
+        if isinstance(value, dict) and any(_is_painting_key(k) for k in value):
+            if not all(_is_painting_key(k) for k in value):
                 raise RequestError(MIXED_KINDS)
             from image_stylization.arbitrary import blend_weights
 
@@ -412,7 +411,7 @@ class StyleCatalog:
                 raise RequestError(f"styles: {e}") from None
             return Style("painting", self.arbitrary_model, weights=weights,
                          style_embedding=np.stack([p.embedding for p in paintings]))
-        if isinstance(value, (list, tuple)) and any(is_painting(k) for k in value):
+        if isinstance(value, (list, tuple)) and any(_is_painting_key(k) for k in value):
             raise RequestError(
                 "styles: a list gives one image per style, and this endpoint returns one image: "
                 "give one painting key or a blend {'painting:...': 0.5, 'painting:...': 0.5}")
@@ -707,9 +706,9 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
 
         def job():
             start = time.perf_counter()
-            args = style.stylize_args()
-            png, size = render_png(args.pop("model"), data, args.pop("selection"), strength,
-                                   preserve_color, max_size, max_size_limit, name, **args)
+            png, size = render_png(style.model, data, style.selection, strength, preserve_color,
+                                   max_size, max_size_limit, name,
+                                   style_embedding=style.style_embedding, weights=style.weights)
             return png, size, start - queued, time.perf_counter() - start
 
         try:
