@@ -9,24 +9,38 @@ Endpoints (every error is JSON `{"error": "<one line>"}` with the status below):
 
     GET  /                               the page (HTML, JS and CSS from this package only)
     GET  /api/styles                     {"names": [...], "styles": [{key, index, name, kind,
-                                         thumbnail}, ...]}
+                                         thumbnail}, ...]}: the model's named styles, then the
+                                         paintings uploaded so far
     GET  /api/styles/{index}/thumbnail.png  the demo photo in that style (made at start-up)
+    POST /api/paintings                  multipart `painting` -> its style entry, key
+                                         "painting:<hash>" (the arbitrary-style network)
+    GET  /api/paintings/{key}/thumbnail.png  the demo photo in that painting's style
+    GET  /api/paintings/{key}/painting.png   the painting itself, thumbnail-size
     GET  /api/config                     limits and defaults the page reads
     GET  /api/demo.jpg                   the demo photo
     POST /api/stylize                    multipart `image`, `styles`, optional `strength`,
                                          `preserve_color`, `max_size` -> image/png
     GET  /openapi.json                   the API as OpenAPI 3
 
-`POST /api/stylize` answers 400 for an unreadable image or bad fields, 413 for a body over
-`max_upload_mb`, 503 when too many requests are already waiting. Inference runs on one worker
-thread (TensorFlow already spreads one inference over every core), so simultaneous requests
-queue instead of oversubscribing the CPU.
+`POST /api/stylize` and `POST /api/paintings` answer 400 for an unreadable image or bad fields,
+413 for a body over `max_upload_mb`, 503 when too many requests are already waiting. Inference
+(stylizing, and reading a painting's style) runs on one worker thread (TensorFlow already
+spreads one inference over every core), so simultaneous requests queue instead of
+oversubscribing the CPU.
+
+Two networks serve two kinds of style, and one blend takes one kind: the N-style model's named
+styles blend their CIN gamma/beta rows, paintings blend their style embeddings in the
+arbitrary-style network. A `styles` value mixing both kinds is refused (400).
 """
 
+import ast
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
+import hashlib
 import importlib
 import io
 import logging
@@ -34,6 +48,9 @@ import os
 import socket
 import threading
 import time
+import unicodedata
+
+import numpy as np
 
 from image_stylization import errors, image_io
 
@@ -52,6 +69,13 @@ THUMBNAIL_SIZE = 128
 MAX_INPUT_PIXELS = 100_000_000
 MAX_WAITING = 32  # requests queued or running before the server answers 503
 MAX_BLEND = 4  # styles one blend on the page holds (the API takes any number)
+# Paintings kept (style embedding and two thumbnails each, ~40 kB); the least recently used
+# goes first, and a request naming it then gets a 400 saying to upload it again.
+MAX_PAINTINGS = 32
+PAINTING_PREFIX = "painting:"
+NO_PAINTINGS = "this server reads no paintings (started with --nopaintings)"
+MIXED_KINDS = ("styles: a blend takes either the model's named styles or paintings, not both "
+               "(they are two different networks)")
 
 PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app_page")
 _PAGE_FILES = {  # served name -> (file in PAGE_DIR, media type)
@@ -107,12 +131,15 @@ def encode_png(image):
 
 
 def render_png(model, data, selection, strength=1.0, preserve_color=False, max_size=None,
-               max_size_limit=DEFAULT_MAX_SIZE_LIMIT, name="image"):
+               max_size_limit=DEFAULT_MAX_SIZE_LIMIT, name="image", style_embedding=None,
+               weights=None):
     """Uploaded image bytes -> PNG bytes of `stylize(image, selection, ...)`.
 
     The bytes are decoded as `image_io.load_image` decodes a file, so the result equals
     `stylize(path_of_the_same_file, ...)`. `max_size` 0 or None means full size, which must not
-    exceed `max_size_limit`. Returns (png_bytes, (width, height)).
+    exceed `max_size_limit`. For paintings, `selection` is None and `style_embedding` (and
+    `weights`) go to `stylize` with `model` the arbitrary-style one. Returns
+    (png_bytes, (width, height)).
     """
     from image_stylization.stylize import stylize
 
@@ -124,7 +151,7 @@ def render_png(model, data, selection, strength=1.0, preserve_color=False, max_s
             f"longest side: pass max_size <= {max_size_limit}"
         )
     out = stylize(content, selection, model=model, max_size=max_size or None, strength=strength,
-                  preserve_color=preserve_color)
+                  preserve_color=preserve_color, style_embedding=style_embedding, weights=weights)
     return encode_png(out), (out.shape[1], out.shape[0])
 
 
@@ -151,7 +178,8 @@ class InferenceQueue:
         with self._lock:
             self._waiting -= 1
 
-    async def run(self, fn, *args, **kwargs):
+    def submit(self, fn, *args, **kwargs):
+        """Queues `fn` and returns its `concurrent.futures.Future` (503 `RequestError` if full)."""
         with self._lock:
             if self._waiting >= self.max_waiting:
                 raise RequestError(
@@ -165,44 +193,228 @@ class InferenceQueue:
             raise
         # Counted until the job itself ends, even if the client that asked has gone.
         future.add_done_callback(self._done)
-        return await asyncio.wrap_future(future)
+        return future
+
+    async def run(self, fn, *args, **kwargs):
+        return await asyncio.wrap_future(self.submit(fn, *args, **kwargs))
 
     def close(self):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-class StyleCatalog:
-    """The styles the page offers: the model's named styles, each with a thumbnail of the demo
-    photo in that style, made once here (at start-up).
+@dataclasses.dataclass
+class Painting:
+    """A painting given as a style: its style embedding and what the page shows for it."""
 
-    Every entry has a `key` (what goes into a `--which_styles` value), a `kind` and a
-    `thumbnail` URL, so entries of another kind (a painting dropped on the page, once the
-    arbitrary-style network exists) can join the same list without changing the page's code.
+    key: str  # "painting:" + the first 16 hex digits of the sha256 of the uploaded bytes
+    name: str  # its file name, unique among the paintings held (what the command line names)
+    embedding: object  # float32 (D,): `arbitrary.predict_style` of the decoded bytes
+    thumbnail: bytes  # PNG: the demo photo in this painting's style
+    painting: bytes  # PNG: the painting itself, thumbnail-size
+
+    def entry(self):
+        return {"key": self.key, "name": self.name, "kind": "painting",
+                "thumbnail": f"/api/paintings/{self.key}/thumbnail.png",
+                "painting": f"/api/paintings/{self.key}/painting.png"}
+
+
+def painting_key(data):
+    """The catalog key of a painting's bytes: the same file gives the same key (and is read once)."""
+    return PAINTING_PREFIX + hashlib.sha256(data).hexdigest()[:16]
+
+
+def clean_filename(filename, default="painting.png"):
+    """An uploaded file's name, safe to show and to quote on a command line: its base name,
+    control characters dropped, at most 100 characters."""
+    name = os.path.basename((filename or "").replace("\\", "/"))
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if len(name) > 100:
+        stem, ext = os.path.splitext(name)
+        name = stem[: 100 - len(ext[:10])] + ext[:10]
+    return name or default
+
+
+class PaintingCache:
+    """Paintings by key, at most `capacity`, the least recently used dropped first.
+
+    Thread-safe: the event loop reads it, the inference worker adds to it. A second painting with
+    the file name of one held gets `<stem>-2<ext>` (then -3, ...), so names on the page and on the
+    command line stay unique.
     """
 
-    def __init__(self, model, thumbnail_size=THUMBNAIL_SIZE):
+    def __init__(self, capacity=MAX_PAINTINGS):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self._items = collections.OrderedDict()  # key -> Painting, least recently used first
+        self._order = {}  # key -> when it was added: the page lists paintings in that order
+        self._added = 0
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._items)
+
+    def get(self, key):
+        """The painting, marked as just used; None if it is not (or no longer) held."""
+        with self._lock:
+            painting = self._items.get(key)
+            if painting is not None:
+                self._items.move_to_end(key)
+            return painting
+
+    def _unique(self, name):
+        taken = {p.name for p in self._items.values()}
+        stem, ext = os.path.splitext(name)
+        k = 1
+        while name in taken:
+            k += 1
+            name = f"{stem}-{k}{ext}"
+        return name
+
+    def add(self, painting):
+        """Adds `painting` (renamed if its name is taken) and returns what is held under its key."""
+        with self._lock:
+            held = self._items.get(painting.key)
+            if held is not None:
+                self._items.move_to_end(painting.key)
+                return held
+            painting = dataclasses.replace(painting, name=self._unique(painting.name))
+            self._items[painting.key] = painting
+            self._added += 1
+            self._order[painting.key] = self._added
+            while len(self._items) > self.capacity:
+                old, _ = self._items.popitem(last=False)
+                del self._order[old]
+            return painting
+
+    def all(self):
+        """Every painting held, in the order they were added."""
+        with self._lock:
+            return sorted(self._items.values(), key=lambda p: self._order[p.key])
+
+
+@dataclasses.dataclass
+class Style:
+    """What a `styles` value resolves to: the network to run and `stylize`'s style arguments."""
+
+    kind: str  # "named" or "painting"
+    model: object
+    selection: object = None  # named: an index or a {index: weight} blend
+    style_embedding: object = None  # painting: (D,) or (K, D) with `weights`
+    weights: object = None
+
+
+def _is_painting_key(key):
+    return isinstance(key, str) and key.strip().startswith(PAINTING_PREFIX)
+
+
+class StyleCatalog:
+    """The styles the page offers: the model's named styles, each with a thumbnail of the demo
+    photo in that style, made once here (at start-up); and, with an arbitrary-style model, the
+    paintings given since (`read_painting`), each with the same kind of thumbnail.
+
+    Every entry has a `key` (what goes into a `styles` value), a `kind` ("named" or "painting")
+    and a `thumbnail` URL, so the page renders both kinds with the same code.
+    """
+
+    def __init__(self, model, thumbnail_size=THUMBNAIL_SIZE, arbitrary_model=None,
+                 max_paintings=MAX_PAINTINGS):
         from image_stylization.stylize import demo_image_path, style_names_of, stylize
 
         self.model = model
         self.names = style_names_of(model)
+        self.thumbnail_size = thumbnail_size
         # Computed at twice the tile size, then shrunk, as `contact_sheet` does: brush strokes
         # stay visible in a small tile.
-        demo = image_io.resize_max(image_io.load_image(demo_image_path()), 2 * thumbnail_size)
-        tiles = stylize(demo, list(range(len(self.names))), model=model)
+        self.demo = image_io.resize_max(image_io.load_image(demo_image_path()), 2 * thumbnail_size)
+        tiles = stylize(self.demo, list(range(len(self.names))), model=model)
         self.thumbnails = [encode_png(image_io.resize_max(t, thumbnail_size)) for t in tiles]
+        self.arbitrary_model = arbitrary_model
+        self.paintings = PaintingCache(max_paintings) if arbitrary_model is not None else None
 
     def entries(self):
-        return [
+        named = [
             {"key": str(i), "index": i, "name": name, "kind": "named",
              "thumbnail": f"/api/styles/{i}/thumbnail.png"}
             for i, name in enumerate(self.names)
         ]
+        return named + [p.entry() for p in (self.paintings.all() if self.paintings else [])]
+
+    # -- paintings (run on the inference worker: they use the networks)
+
+    def read_painting(self, data, filename):
+        """Painting bytes -> a `Painting` (decoded as `load_image` reads the file, so its
+        embedding is `predict_style(path)`'s), added to the catalog; returns the one held."""
+        from image_stylization.arbitrary import predict_style
+        from image_stylization.stylize import stylize
+
+        key = painting_key(data)
+        held = self.paintings.get(key)
+        if held is not None:
+            return held
+        image = image_io.decode_image(data, filename, max_pixels=MAX_INPUT_PIXELS)
+        embedding = predict_style(image, model=self.arbitrary_model)
+        pastiche = stylize(self.demo, style_embedding=embedding, model=self.arbitrary_model,
+                           max_size=None)
+        return self.paintings.add(Painting(
+            key, filename, embedding,
+            thumbnail=encode_png(image_io.resize_max(pastiche, self.thumbnail_size)),
+            painting=encode_png(image_io.resize_max(image, self.thumbnail_size))))
+
+    def warm_up(self):
+        """Traces the arbitrary-style networks (a few seconds the first time), so the first
+        painting dropped on the page is as quick as the next."""
+        from image_stylization.stylize import stylize
+
+        stylize(self.demo, style_image=self.demo, model=self.arbitrary_model, max_size=None,
+                strength=0.5)
+
+    # -- `styles` values
+
+    def _paintings_of(self, keys):
+        if self.paintings is None:
+            raise RequestError(f"styles: {NO_PAINTINGS}")
+        found, missing = [], []
+        for key in keys:
+            painting = self.paintings.get(key)
+            (found if painting is not None else missing).append(painting or key)
+        if missing:
+            raise RequestError(
+                f"styles: no painting {missing[0]} on this server (it keeps the "
+                f"{self.paintings.capacity} most recently used): upload it again with POST "
+                f"/api/paintings")
+        return found
 
     def resolve(self, text):
-        """A `--which_styles` value -> what `stylize` takes for one output image: an index or
-        a blend dict."""
+        """A `styles` value -> `Style` for one output image: a named style or a blend of named
+        styles (a `--which_styles` value), or a painting key (quoted or not) or a blend of
+        painting keys (`{'painting:<hash>': 0.3, ...}`). A blend mixing both kinds is a 400."""
         from image_stylization.stylize import parse_which_styles
 
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = text.strip()  # an unquoted name or painting key
+        if isinstance(value, str) and _is_painting_key(value):
+            (painting,) = self._paintings_of([value.strip()])
+            return Style("painting", self.arbitrary_model, style_embedding=painting.embedding)
+        if isinstance(value, dict) and any(_is_painting_key(k) for k in value):
+            if not all(_is_painting_key(k) for k in value):
+                raise RequestError(MIXED_KINDS)
+            from image_stylization.arbitrary import blend_weights
+
+            paintings = self._paintings_of([k.strip() for k in value])
+            weights = list(value.values())
+            try:
+                blend_weights(weights, len(weights))  # refused here, before the queue
+            except errors.StyleError as e:
+                raise RequestError(f"styles: {e}") from None
+            return Style("painting", self.arbitrary_model, weights=weights,
+                         style_embedding=np.stack([p.embedding for p in paintings]))
+        if isinstance(value, (list, tuple)) and any(_is_painting_key(k) for k in value):
+            raise RequestError(
+                "styles: a list gives one image per style, and this endpoint returns one image: "
+                "give one painting key or a blend {'painting:...': 0.5, 'painting:...': 0.5}")
         try:
             selection = parse_which_styles(text, self.names)
         except errors.StyleError as e:
@@ -211,7 +423,8 @@ class StyleCatalog:
             raise RequestError(
                 "styles: a list gives one image per style, and this endpoint returns one image: "
                 "give one style (7) or a blend ({7: 0.5, 19: 0.5})")
-        return selection[0] if isinstance(selection, list) else selection  # one image back
+        selection = selection[0] if isinstance(selection, list) else selection  # one image back
+        return Style("named", self.model, selection=selection)
 
 
 # ----------------------------------------------------------------------------- the application
@@ -306,7 +519,8 @@ class UploadLimit:
 
 def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
                max_size_limit=DEFAULT_MAX_SIZE_LIMIT, thumbnail_size=THUMBNAIL_SIZE,
-               max_waiting=MAX_WAITING):
+               max_waiting=MAX_WAITING, paintings=True, arbitrary_model=None,
+               arbitrary_checkpoint=None, max_paintings=MAX_PAINTINGS):
     """The FastAPI application: the page, the REST API, thumbnails made now.
 
     Args:
@@ -316,6 +530,12 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
       max_size_limit: largest longest side a result may have (400 above).
       thumbnail_size: longest side of each style's thumbnail.
       max_waiting: requests waiting or running before 503.
+      paintings: offer any painting as a style (`POST /api/paintings`), with the arbitrary-style
+        network.
+      arbitrary_model: an `arbitrary.ArbitraryModel`; default: `arbitrary_checkpoint`'s.
+      arbitrary_checkpoint: an arbitrary-style checkpoint directory; None for the bundled
+        `arbitrary_v1` (also shown on the page's command line for painting blends).
+      max_paintings: paintings kept at once (least recently used dropped first).
     """
     require_app_extra()
     from typing import Annotated
@@ -325,6 +545,7 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
 
+    from image_stylization.arbitrary import ArbitraryModel, load_arbitrary_model
     from image_stylization.stylize import DEFAULT_MAX_SIZE, load_model
 
     if not max_upload_mb or not max_upload_mb > 0:
@@ -332,8 +553,20 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
     if max_size_limit < 16:
         raise ValueError(f"max_size_limit must be >= 16, got {max_size_limit!r}")
     model = model if model is not None else load_model(checkpoint)
-    catalog = StyleCatalog(model, thumbnail_size)  # also traces the network before serving
+    if isinstance(model, ArbitraryModel):
+        raise errors.CheckpointError(
+            f"{checkpoint or 'the model given'} is an arbitrary-style model; the app's "
+            f"--checkpoint takes an N-style model, and paintings use --arbitrary_checkpoint "
+            f"(default: the bundled arbitrary_v1)")
+    if paintings and arbitrary_model is None:
+        arbitrary_model = load_arbitrary_model(arbitrary_checkpoint)
+    catalog = StyleCatalog(model, thumbnail_size, arbitrary_model if paintings else None,
+                           max_paintings)  # also traces the N-style network before serving
     queue = InferenceQueue(max_waiting)
+    if catalog.paintings is not None:
+        # On the worker, while the server already answers: requests queue behind it.
+        queue.submit(catalog.warm_up).add_done_callback(_log_failure("warming up the "
+                                                                     "arbitrary-style network"))
     index_html, page_files = _read_page_files()
     default_max_size = min(DEFAULT_MAX_SIZE, max_size_limit)
     max_upload_bytes = int(max_upload_mb * 2**20)
@@ -345,7 +578,8 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
 
     api = FastAPI(
         title="image_stylization",
-        summary="Stylize photos with a style or a blend of styles of one N-style network.",
+        summary="Stylize photos with a style or a blend of styles of one N-style network, or "
+                "with any painting (or a blend of paintings) through the arbitrary-style one.",
         version="1",
         # Swagger UI and ReDoc load their scripts from a CDN: the page must work offline.
         docs_url=None, redoc_url=None, lifespan=lifespan,
@@ -391,10 +625,12 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
             raise HTTPException(404, f"no such file: /static/{name}")
         return page_response(*page_files[name])
 
-    @api.get("/api/styles", summary="The model's styles")
+    @api.get("/api/styles", summary="The model's styles and the paintings uploaded so far")
     async def styles():
-        """`names`: the display names, by index (what `--which_styles` takes besides indices).
-        `styles`: one entry per style with its `key` for a `styles` value and a thumbnail URL."""
+        """`names`: the N-style model's display names, by index (what `--which_styles` takes
+        besides indices). `styles`: one entry per style with its `key` for a `styles` value,
+        its `kind` (`named`, then `painting` in the order they were uploaded) and a thumbnail URL
+        (paintings also have `painting`, the painting's own thumbnail)."""
         return {"names": catalog.names, "styles": catalog.entries()}
 
     @api.get("/api/styles/{index}/thumbnail.png", summary="The demo photo in one style",
@@ -416,7 +652,9 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
             "default_max_size": default_max_size,
             "preview_size": PREVIEW_SIZE,
             "max_blend": MAX_BLEND,
-            "style_kinds": ["named"],  # "painting" joins when the arbitrary-style network lands
+            "style_kinds": ["named", "painting"] if catalog.paintings is not None else ["named"],
+            "arbitrary_checkpoint": arbitrary_checkpoint,
+            "max_paintings": max_paintings if catalog.paintings is not None else 0,
         }
 
     @api.get("/api/demo.jpg", summary="The demo photo", response_class=Response,
@@ -443,9 +681,13 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
         image: Annotated[UploadFile, File(description="The photo (any format Pillow reads).")],
         styles: Annotated[str, Form(description=(
             "A `--which_styles` value giving one image: an index or name (`7`, `'Starry night'`)"
-            " or a blend `{7: 0.3, 19: 0.7}` (weights >= 0, normalized to sum 1)."))],
+            " or a blend `{7: 0.3, 19: 0.7}` (weights >= 0, normalized to sum 1); or a painting "
+            "key from `POST /api/paintings` (`'painting:...'`) or a blend of painting keys. One "
+            "blend takes one kind: named styles or paintings."))],
         strength: Annotated[float, Form(
-            ge=0.0, le=1.0, description="In [0, 1]: mix of stylized (1) and input (0) pixels.")]
+            ge=0.0, le=1.0, description=(
+                "In [0, 1]. Named styles: mix of stylized (1) and input (0) pixels. Paintings: "
+                "the style embedding from the photo's own (0) to the painting's (1)."))]
         = 1.0,
         preserve_color: Annotated[bool, Form(
             description="Keep the photo's colours (luminance-only transfer).")] = False,
@@ -455,7 +697,7 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
                         f"upscaled. 0: full size (at most {max_size_limit}).")]
         = default_max_size,
     ):
-        selection = catalog.resolve(styles)
+        style = catalog.resolve(styles)
         if 0 < max_size < 16:
             raise RequestError("max_size: must be 0 (full size) or >= 16")
         data = await image.read()
@@ -464,8 +706,9 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
 
         def job():
             start = time.perf_counter()
-            png, size = render_png(model, data, selection, strength, preserve_color, max_size,
-                                   max_size_limit, name)
+            png, size = render_png(style.model, data, style.selection, strength, preserve_color,
+                                   max_size, max_size_limit, name,
+                                   style_embedding=style.style_embedding, weights=style.weights)
             return png, size, start - queued, time.perf_counter() - start
 
         try:
@@ -478,8 +721,63 @@ def create_app(model=None, checkpoint=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB,
             "Server-Timing": f"queue;dur={waited * 1000:.1f}, stylize;dur={seconds * 1000:.1f}",
             "Cache-Control": "no-store"})
 
+    def painting_of(key):
+        painting = catalog.paintings.get(key) if catalog.paintings is not None else None
+        if painting is None:
+            raise HTTPException(404, f"no painting {key} on this server")
+        return painting
+
+    @api.post(
+        "/api/paintings", summary="Read a painting's style (any painting as a style)",
+        responses={
+            200: {"description": "Its style entry: `key` (for `styles`), `name`, `kind` "
+                                 "(`painting`), `thumbnail` and `painting` URLs. The same "
+                                 "file again gives the same entry without running anything."},
+            400: {"description": "Unreadable image: `{\"error\": ...}`"},
+            404: {"description": "This server reads no paintings (--nopaintings)"},
+            413: {"description": "Request body over --max_upload_mb: `{\"error\": ...}`"},
+            503: {"description": f"More than {max_waiting} requests waiting"},
+        },
+    )
+    async def add_painting(
+        painting: Annotated[UploadFile, File(description=(
+            "The painting (any format Pillow reads); its longest side is resized to the style "
+            "predictor's size (256 px for arbitrary_v1)."))],
+    ):
+        if catalog.paintings is None:
+            raise RequestError(NO_PAINTINGS, status=404)
+        data = await painting.read()
+        held = catalog.paintings.get(painting_key(data))  # the same file: nothing to run
+        if held is not None:
+            return held.entry()
+        name = clean_filename(painting.filename)
+        try:
+            return (await queue.run(catalog.read_painting, data, name)).entry()
+        except (errors.InputError, ValueError) as e:
+            raise RequestError(str(e).splitlines()[0], getattr(e, "status", 400)) from None
+
+    @api.get("/api/paintings/{key}/thumbnail.png",
+             summary="The demo photo in a painting's style", response_class=Response,
+             responses={200: {"content": {"image/png": {}}}})
+    async def painting_thumbnail(key: str):
+        return Response(painting_of(key).thumbnail, media_type="image/png",
+                        headers={"Cache-Control": "no-cache"})
+
+    @api.get("/api/paintings/{key}/painting.png", summary="A painting, thumbnail-size",
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def painting_image(key: str):
+        return Response(painting_of(key).painting, media_type="image/png",
+                        headers={"Cache-Control": "no-cache"})
+
     api.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
     return api
+
+
+def _log_failure(what):
+    def callback(future):
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("%s failed: %s", what, future.exception())
+    return callback
 
 
 # ----------------------------------------------------------------------------- serving

@@ -1,5 +1,6 @@
-"""image_stylization_app's REST API: results equal `stylize()`, bad input is a JSON 400/413 and
-the server keeps serving, simultaneous requests queue (one inference at a time), the entry point."""
+"""image_stylization_app's REST API: results equal `stylize()` (named styles and paintings), bad
+input is a JSON 400/413 and the server keeps serving, a blend takes one kind of style,
+simultaneous requests queue (one inference at a time), the entry point."""
 
 import asyncio
 import io
@@ -24,7 +25,8 @@ httpx = pytest.importorskip("httpx2", reason="needs httpx2 (the [test] extra)")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from image_stylization import app as app_lib  # noqa: E402
-from image_stylization import checkpoint, errors  # noqa: E402
+from image_stylization import checkpoint, errors, image_io  # noqa: E402
+from image_stylization.arbitrary import demo_paintings, load_arbitrary_model  # noqa: E402
 from image_stylization.model import build_transformer, norm_layers  # noqa: E402
 from image_stylization.stylize import (  # noqa: E402
     demo_image_path, load_model, parse_which_styles, style_names_of, stylize)
@@ -39,9 +41,14 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def web(model):
+def arbitrary_model():
+    return load_arbitrary_model()  # the bundled arbitrary_v1
+
+
+@pytest.fixture(scope="module")
+def web(model, arbitrary_model):
     return app_lib.create_app(model=model, max_upload_mb=MAX_UPLOAD_MB, max_size_limit=512,
-                              thumbnail_size=16)
+                              thumbnail_size=16, arbitrary_model=arbitrary_model)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +90,9 @@ def test_styles_and_thumbnails(client, model):
     body = client.get("/api/styles").json()
     names = style_names_of(model)
     assert body["names"] == names
-    assert [s["name"] for s in body["styles"]] == names
-    assert [s["key"] for s in body["styles"]] == [str(i) for i in range(len(names))]
+    named = [s for s in body["styles"] if s["kind"] == "named"]  # paintings follow, if any
+    assert [s["name"] for s in named] == names == [s["name"] for s in body["styles"][:len(names)]]
+    assert [s["key"] for s in named] == [str(i) for i in range(len(names))]
     tiles = []
     for entry in body["styles"][:4]:
         tiles.append(_png(client.get(entry["thumbnail"])))
@@ -94,6 +102,7 @@ def test_styles_and_thumbnails(client, model):
     assert client.get(f"/api/styles/{len(names)}/thumbnail.png").status_code == 404
     config = client.get("/api/config").json()
     assert config["max_upload_mb"] == MAX_UPLOAD_MB and config["max_size_limit"] == 512
+    assert config["style_kinds"] == ["named", "painting"] and config["max_paintings"] == 32
     assert client.get("/api/demo.jpg").content == open(demo_image_path(), "rb").read()
 
 
@@ -224,41 +233,53 @@ def test_over_the_limit_through_a_real_socket(server, photo):
 
 
 def test_eight_simultaneous_requests_all_succeed_one_inference_at_a_time(
-        server, model, photo, monkeypatch):
+        server, web, model, photo, monkeypatch):
     path, data = photo
     running, peak, lock = [0], [0], threading.Lock()
-    real_render = app_lib.render_png
 
-    def watched_render(*args, **kwargs):
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        try:
-            time.sleep(0.05)  # widen the window in which a second inference could start
-            return real_render(*args, **kwargs)
-        finally:
+    def watched(real):
+        def run(*args, **kwargs):
             with lock:
-                running[0] -= 1
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            try:
+                time.sleep(0.05)  # widen the window in which a second inference could start
+                return real(*args, **kwargs)
+            finally:
+                with lock:
+                    running[0] -= 1
+        return run
 
-    monkeypatch.setattr(app_lib, "render_png", watched_render)
+    monkeypatch.setattr(app_lib, "render_png", watched(app_lib.render_png))
+    # Reading a painting's style is inference too: it waits in the same queue.
+    catalog = web.state.catalog
+    monkeypatch.setattr(catalog, "read_painting", watched(catalog.read_painting))
     blends = [f"{{{i}: {i + 1}, {25 - i}: 3}}" for i in range(8)]
-    start = threading.Barrier(8)
-    results = [None] * 8
+    paintings = ["pointillism.jpg", "stained_glass.jpg"]
+    start = threading.Barrier(8 + len(paintings))
+    results = [None] * (8 + len(paintings))
 
     def call(k):
         start.wait()
-        results[k] = httpx.post(
-            f"{server.url}/api/stylize", files={"image": ("face.png", data, "image/png")},
-            data={"styles": blends[k], "max_size": "64"}, timeout=120)
+        if k < 8:
+            results[k] = httpx.post(
+                f"{server.url}/api/stylize", files={"image": ("face.png", data, "image/png")},
+                data={"styles": blends[k], "max_size": "64"}, timeout=120)
+        else:
+            name = paintings[k - 8]
+            results[k] = httpx.post(
+                f"{server.url}/api/paintings", timeout=120,
+                files={"painting": (name, open(PAINTINGS[name], "rb").read(), "image/jpeg")})
 
-    threads = [threading.Thread(target=call, args=(k,)) for k in range(8)]
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(results))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(180)
-    assert [r.status_code for r in results] == [200] * 8, [r.text for r in results]
+    assert [r.status_code for r in results] == [200] * len(results), [r.text for r in results]
     assert peak[0] == 1  # queued, never two inferences at once
-    for blend, r in zip(blends, results):  # each answer is its own request's blend
+    assert [r.json()["name"] for r in results[8:]] == paintings
+    for blend, r in zip(blends, results[:8]):  # each answer is its own request's blend
         _assert_equal_within_one_level(
             _png(r), stylize(path, _selection(blend, model), model=model, max_size=64))
 
@@ -291,6 +312,149 @@ def test_missing_extra_is_one_line_naming_it(monkeypatch):
     assert str(e.value) == ('the web app needs the [app] extra (fastapi not installed): '
                             'pip install "image_stylization[app]"')
     assert isinstance(e.value, errors.InputError)  # cli.run: one line, exit 2
+
+
+# ----------------------------------------------------------------------------- paintings
+
+PAINTINGS = {os.path.basename(p): p for p in demo_paintings()}  # CC0, in the package
+
+
+def _upload(client, name, data=None, filename=None):
+    data = open(PAINTINGS[name], "rb").read() if data is None else data
+    return client.post("/api/paintings",
+                       files={"painting": (filename or name, data, "image/jpeg")})
+
+
+@pytest.fixture(scope="module")
+def painting_keys(client):
+    """{stem: key} of two paintings uploaded once for the module."""
+    keys = {}
+    for stem in ("cubist", "waves"):
+        r = _upload(client, f"{stem}.jpg")
+        assert r.status_code == 200, r.text
+        keys[stem] = r.json()["key"]
+    return keys
+
+
+def test_a_painting_becomes_a_style_entry(client, web, arbitrary_model, painting_keys,
+                                          monkeypatch):
+    key = painting_keys["cubist"]
+    entry = {"key": key, "name": "cubist.jpg", "kind": "painting",
+             "thumbnail": f"/api/paintings/{key}/thumbnail.png",
+             "painting": f"/api/paintings/{key}/painting.png"}
+    assert entry in client.get("/api/styles").json()["styles"]
+    # The tile: the demo photo in the painting's style (made at twice the tile size, shrunk),
+    # and the painting itself.
+    demo = image_io.resize_max(image_io.load_image(demo_image_path()), 32)
+    pastiche = stylize(demo, style_image=PAINTINGS["cubist.jpg"], model=arbitrary_model,
+                       max_size=None)
+    _assert_equal_within_one_level(_png(client.get(entry["thumbnail"])),
+                                   image_io.to_uint8(image_io.resize_max(pastiche, 16)))
+    _assert_equal_within_one_level(
+        _png(client.get(entry["painting"])),
+        image_io.to_uint8(image_io.resize_max(image_io.load_image(PAINTINGS["cubist.jpg"]), 16)))
+    assert client.get("/api/paintings/painting:0000/thumbnail.png").status_code == 404
+
+    # The same bytes again (another name): the entry held, read from the cache, not the network.
+    catalog = web.state.catalog
+    monkeypatch.setattr(catalog, "read_painting", lambda *a: pytest.fail("not cached"))
+    assert _upload(client, "cubist.jpg", filename="copy.jpg").json() == entry
+    monkeypatch.undo()
+    # Another painting under a name already held gets a unique one (the command line names it).
+    r = _upload(client, "geometric.jpg", filename="cubist.jpg")
+    assert r.json()["name"] == "cubist-2.jpg" and r.json()["key"] != key
+
+
+@pytest.mark.parametrize("styles, kwargs, reference", [
+    ("{cubist}", {"strength": "0.7", "preserve_color": "true"},  # a bare key, as curl sends it
+     {"style_image": PAINTINGS["cubist.jpg"], "strength": 0.7, "preserve_color": True}),
+    ("{{'{cubist}': 60, '{waves}': 40}}", {"max_size": "40"},
+     {"style_image": [PAINTINGS["cubist.jpg"], PAINTINGS["waves.jpg"]], "weights": [0.6, 0.4],
+      "max_size": 40}),
+])
+def test_painting_result_equals_stylize(client, arbitrary_model, painting_keys, photo, styles,
+                                        kwargs, reference):
+    path, data = photo
+    r = _post(client, data, dict(kwargs, styles=styles.format(**painting_keys)))
+    expected = stylize(path, model=arbitrary_model, **reference)
+    _assert_equal_within_one_level(_png(r), expected)
+
+
+@pytest.mark.parametrize("upload, message", [
+    (b"not an image", "x.jpg: not an image file Pillow can read"),
+    ("truncated", "x.jpg: cannot read image"),
+    ("bomb", "x.jpg: image is 384x384 px, more than 0.001 megapixels"),
+    (None, "painting: Field required"),
+])
+def test_bad_painting_is_a_json_400_and_the_server_goes_on(client, painting_keys, photo, upload,
+                                                           message, monkeypatch):
+    good = open(PAINTINGS["swirls.jpg"], "rb").read()
+    if upload is None:
+        r = client.post("/api/paintings", data={"name": "x"})
+    else:
+        if upload == "bomb":
+            monkeypatch.setattr(app_lib, "MAX_INPUT_PIXELS", 1000)
+        r = _upload(client, "x", good if upload == "bomb" else
+                    _truncated(good) if upload == "truncated" else upload, filename="x.jpg")
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert message in error and "\n" not in error
+    monkeypatch.undo()
+    styles = "{{'{cubist}': 1, '{waves}': 1}}".format(**painting_keys)
+    assert _png(_post(client, photo[1], {"styles": styles})).shape == (60, 80, 3)
+
+
+def test_painting_over_the_limit_is_413(client):
+    r = _upload(client, "x", os.urandom(int(MAX_UPLOAD_MB * 2**20) + 1000), filename="big.jpg")
+    assert r.status_code == 413 and "--max_upload_mb" in r.json()["error"]
+
+
+@pytest.mark.parametrize("styles, message", [
+    ("{{'{cubist}': 1, 3: 1}}", app_lib.MIXED_KINDS),
+    ("{{'starry night': 1, '{waves}': 1}}", app_lib.MIXED_KINDS),
+    ("['{cubist}', '{waves}']", "styles: a list gives one image per style"),
+    ("{{'{cubist}': 1, '{waves}': -1}}", "styles: blend weights must be >= 0, got -1"),
+    ("{{'{cubist}': 0}}", "styles: blend weights sum to 0"),
+    ("'painting:0123456789abcdef'",
+     "styles: no painting painting:0123456789abcdef on this server (it keeps the 32 most "
+     "recently used): upload it again with POST /api/paintings"),
+])
+def test_a_blend_takes_named_styles_or_paintings(client, painting_keys, photo, styles, message):
+    r = _post(client, photo[1], {"styles": styles.format(**painting_keys)})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(message)
+
+
+def _painting(key, name):
+    return app_lib.Painting(key, name, np.zeros(100, np.float32), b"", b"")
+
+
+def test_painting_cache_is_bounded_least_recently_used_first():
+    cache = app_lib.PaintingCache(capacity=2)
+    cache.add(_painting("painting:a", "a.jpg"))
+    cache.add(_painting("painting:b", "a.jpg"))  # another painting, the same file name
+    assert [p.name for p in cache.all()] == ["a.jpg", "a-2.jpg"]
+    assert cache.get("painting:a").name == "a.jpg"  # used: now b is the least recent
+    assert cache.add(_painting("painting:a", "other.jpg")).name == "a.jpg"  # held: kept as is
+    cache.add(_painting("painting:c", "c.jpg"))
+    assert len(cache) == 2 and cache.get("painting:b") is None
+    assert [p.key for p in cache.all()] == ["painting:a", "painting:c"]  # in the order added
+    assert app_lib.painting_key(b"x") == app_lib.painting_key(b"x") != app_lib.painting_key(b"y")
+    assert app_lib.clean_filename("C:\\paintings\\a\x00b.jpg") == "ab.jpg"
+    assert app_lib.clean_filename("") == "painting.png"
+
+
+def test_without_paintings_and_with_an_arbitrary_model_as_checkpoint(model, arbitrary_model,
+                                                                     photo):
+    with pytest.raises(errors.CheckpointError, match="is an arbitrary-style model"):
+        app_lib.create_app(model=arbitrary_model)
+    web = app_lib.create_app(model=model, paintings=False, thumbnail_size=8)
+    with TestClient(web) as client:
+        assert client.get("/api/config").json()["style_kinds"] == ["named"]
+        r = _upload(client, "cubist.jpg")
+        assert r.status_code == 404 and "--nopaintings" in r.json()["error"]
+        r = _post(client, photo[1], {"styles": "'painting:0123456789abcdef'"})
+        assert r.status_code == 400 and "--nopaintings" in r.json()["error"]
 
 
 # ----------------------------------------------------------------------------- the entry point
@@ -347,7 +511,9 @@ def tiny_checkpoint(tmp_path_factory):
 def test_entry_point(tiny_checkpoint, photo, tmp_path):
     # Three processes at once, as each pays TensorFlow's import (the package imports it): one
     # serves until Ctrl-C, one has a bad flag, one lacks the [app] extra.
-    serving = _run_app("--port=0", f"--checkpoint={tiny_checkpoint}", "--max_upload_mb=1")
+    # --nopaintings: the arbitrary-style network is loaded in-process by the other tests.
+    serving = _run_app("--port=0", f"--checkpoint={tiny_checkpoint}", "--max_upload_mb=1",
+                       "--nopaintings")
     bad_flag = _run_app("--port=70000")
     fake = tmp_path / "no_fastapi" / "fastapi"  # a stand-in `fastapi` that cannot be imported
     fake.mkdir(parents=True)
@@ -370,6 +536,7 @@ def test_entry_point(tiny_checkpoint, photo, tmp_path):
                 url = line.split()[2]
         assert url, serving.stderr.read() if serving.poll() is not None else "no 'Serving on'"
         assert httpx.get(f"{url}/api/styles", timeout=30).json()["names"] == ["Left", "Right"]
+        assert httpx.get(f"{url}/api/config", timeout=30).json()["style_kinds"] == ["named"]
         r = httpx.post(f"{url}/api/stylize", files={"image": ("f.png", photo[1], "image/png")},
                        data={"styles": "{'Left': 1, 'Right': 1}"}, timeout=60)
         assert r.status_code == 200 and r.content.startswith(b"\x89PNG")

@@ -7,6 +7,7 @@ trips the page measured while a slider was dragged.
 """
 
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ pytest.importorskip("python_multipart", reason="needs the [app] extra")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the [test] extra)")
 
 from image_stylization import app as app_lib  # noqa: E402
+from image_stylization import style_images  # noqa: E402
+from image_stylization.arbitrary import demo_paintings, load_arbitrary_model  # noqa: E402
 from image_stylization.image_stylization_transform import describe_style  # noqa: E402
 from image_stylization.stylize import (  # noqa: E402
     demo_image_path, load_model, parse_which_styles, style_names_of, stylize)
@@ -112,8 +115,17 @@ def pick(page, *indices):
         page.click(f"#gallery button[data-key='{i}']")
 
 
-def which_styles(page):
-    return re.fullmatch(r'--which_styles="(.*)"', page.inner_text("#which-styles")).group(1)
+def which_styles(page, flag="which_styles"):
+    return re.fullmatch(f'--{flag}="(.*)"', page.inner_text("#which-styles")).group(1)
+
+
+def drop_file(page, selector, path):
+    """Drops the file on `selector` as a file dragged from the desktop arrives."""
+    transfer = page.evaluate_handle(
+        "([bytes, name]) => { const t = new DataTransfer();"
+        " t.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/jpeg'}));"
+        " return t; }", [list(open(path, "rb").read()), os.path.basename(path)])
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
 # ----------------------------------------------------------------------------- tests
@@ -125,8 +137,14 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def server(model):
-    with app_lib.BackgroundServer(app_lib.create_app(model=model, thumbnail_size=48)) as s:
+def arbitrary_model():
+    return load_arbitrary_model()
+
+
+@pytest.fixture(scope="module")
+def server(model, arbitrary_model):
+    web = app_lib.create_app(model=model, thumbnail_size=48, arbitrary_model=arbitrary_model)
+    with app_lib.BackgroundServer(web) as s:
         yield s
 
 
@@ -226,6 +244,54 @@ def test_unreadable_photo_shows_the_servers_message_then_a_dropped_one_works(
     # Chromium logs the 400 answers themselves; nothing else may be logged.
     assert [e for e in watched.errors if not HTTP_ERROR_LOG.search(e)] == []
     assert watched.foreign == []
+
+
+def test_two_dropped_paintings_blended_download_equals_stylize(watched, arbitrary_model, photo):
+    page = watched.page
+    assert page.is_visible("#painting-drop")
+    page.set_input_files("#file", photo)
+    page.wait_for_selector("#result[data-kind=photo]")
+    paintings = {os.path.basename(p): p for p in demo_paintings()}
+    for k, name in enumerate(["cubist.jpg", "waves.jpg"], start=1):
+        drop_file(page, "#painting-drop", paintings[name])
+        # Its tile (the demo photo in its style, the painting in the corner), and into the blend.
+        page.wait_for_function(f"() => document.querySelectorAll('#blend li').length === {k}")
+    tiles = page.locator("#painting-gallery button")
+    assert tiles.count() == 2 and tiles.nth(0).get_attribute("title") == "cubist.jpg"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#painting-gallery img')].every(i => i.naturalWidth)")
+    wait_for_result(page)
+    # One blend, one network: the model's named styles are off while paintings are in it.
+    assert page.locator("#gallery button:disabled").count() == page.locator("#gallery button").count()
+    assert page.is_visible("#styles-note") and "two different networks" in page.inner_text("#styles-note")
+    assert "embeddings, not pixels" in page.inner_text("#strength-hint")
+
+    press_and_drag(page, page.locator("#strength"), [1.0, 0.9, 0.8])
+    wait_for_result(page)
+    press_and_drag(page, page.locator("#blend input[type=range]").first, [0.5, 0.6, 0.7, 0.8])
+    wait_for_result(page)
+
+    value = which_styles(page, "style_images")
+    blend = ast.literal_eval(value)
+    assert list(blend) == ["cubist.jpg", "waves.jpg"] and blend["cubist.jpg"] > blend["waves.jpg"]
+    strength = int(page.input_value("#strength")) / 100
+    max_size = int(page.input_value("#size"))
+    command = page.inner_text("#command-line")
+    assert f'--style_images="{value}"' in command and f"--strength={strength:g}" in command
+    with page.expect_download() as info:
+        page.click("#download")
+    download = info.value
+    # The CLI's own name for this blend (its float32 normalization and rounding).
+    cli_blend = style_images.parse_style_images(repr({paintings[n]: w for n, w in blend.items()}))
+    assert download.suggested_filename == style_images.output_names(
+        "face", cli_blend, [strength], ".png")[0]
+    got = np.asarray(Image.open(download.path()).convert("RGB"))
+    expected = np.asarray(stylize(
+        photo, style_image=list(cli_blend), weights=list(blend.values()), model=arbitrary_model,
+        strength=strength, max_size=max_size))
+    assert got.shape == expected.shape == (120, 160, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert watched.errors == [] and watched.foreign == []
 
 
 def test_webcam_frames_at_preview_size(watched):

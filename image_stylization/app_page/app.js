@@ -4,13 +4,16 @@
 // settings (settings passed over while a request runs are dropped, not queued, so previews never
 // lag behind the hand); when the slider is released it asks for the result at the chosen size.
 // Every change bumps `state.version`; an image is shown only if it is not older than what is shown.
+// Styles come in two kinds that one blend cannot mix: the N-style model's named styles, and
+// paintings dropped here (the arbitrary-style network); tiles of the other kind are disabled
+// while the blend holds styles.
 
 const $ = (id) => document.getElementById(id);
 const RANK = {none: -1, photo: 0, preview: 1, frame: 1, result: 2};
 
 const state = {
   config: null,
-  styles: [],      // entries of GET /api/styles: {key, index, name, kind, thumbnail}
+  styles: [],      // entries of GET /api/styles: {key, index, name, kind, thumbnail, painting}
   blend: [],       // [{entry, weight}] in the order picked; weights are the sliders' 0..100
   photo: null,     // {file, preview, name, width, height}; preview: a <= preview_size PNG or null
   version: 0,
@@ -50,8 +53,34 @@ async function getJson(url) {
 // ------------------------------------------------------------------ settings as the CLI spells them
 
 function styleKey(entry) {
-  // Named styles by index; other kinds (an uploaded painting, later) by their quoted key.
+  // Named styles by index; paintings by their quoted key ("painting:<hash>").
   return entry.kind === "named" ? String(entry.index) : JSON.stringify(entry.key);
+}
+
+function blendKind() {
+  return state.blend.length ? state.blend[0].entry.kind : null;
+}
+
+function paintingsOn() {
+  return state.config.style_kinds.includes("painting");
+}
+
+// Python's os.path.splitext: the last dot not among the leading ones.
+function splitext(name) {
+  const leading = name.match(/^\.*/)[0].length;
+  const dot = name.lastIndexOf(".");
+  return dot >= leading && dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+}
+
+// Python's round(): halves to even (round(62.5) == 62).
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function per1000(weight) {
+  // How the CLI writes a normalized weight in a file name: round(1000 * w), three digits.
+  return String(roundHalfEven(weight * 1000)).padStart(3, "0");
 }
 
 function totalWeight() {
@@ -80,29 +109,60 @@ function shellQuote(text) {
   return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
 
+// The CLI's `style_images.stems`: unique stems (a.jpg, a.png -> a_jpg, a_png; then an index).
+function cliStems(names) {
+  const raw = names.map((n) => splitext(n)[0]);
+  const out = raw.map((s, i) => raw.filter((r) => r === s).length > 1 ?
+    `${s}_${splitext(names[i])[1].replace(/^\./, "").toLowerCase()}` : s);
+  return out.map((s, i) => out.filter((o) => o === s).length > 1 ? `${s}_${i}` : s);
+}
+
 function describeBlend() {
-  // The CLI's output name for a blend: sorted indices, round(1000 * normalized weight).
+  // The CLI's output name for a blend (image_stylization_transform's output_names).
   const total = totalWeight() || 1;
-  return state.blend
-    .filter((b) => b.entry.kind === "named")
+  if (blendKind() === "painting") {
+    // --style_images dict: "stylized_" then each painting's stem and weight, in dict order; the
+    // weights are normalized in float32 (arbitrary.blend_weights).
+    const stems = cliStems(state.blend.map((b) => b.entry.name));
+    return "stylized_" + state.blend.map((b, i) =>
+      `${stems[i]}_${per1000(Math.fround(Math.fround(b.weight) / Math.fround(total)))}`).join("_");
+  }
+  // --which_styles dict: sorted indices, round(1000 * normalized weight).
+  return [...state.blend]
     .sort((a, b) => a.entry.index - b.entry.index)
-    .map((b) => `${b.entry.index}_${String(Math.round((1000 * b.weight) / total)).padStart(3, "0")}`)
+    .map((b) => `${b.entry.index}_${per1000(b.weight / total)}`)
     .join("_");
 }
 
 function downloadName() {
   const name = state.photo ? state.photo.name : "image";
-  const stem = name.replace(/\.[^.]*$/, "") || "image";
+  const stem = splitext(name)[0] || "image";
   return `${stem}_${describeBlend() || "stylized"}.png`;
 }
 
+function pythonString(text) {
+  return `'${text.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}
+
+function shellDoubleQuote(text) {
+  return `"${text.replace(/[\\"$`]/g, (c) => `\\${c}`)}"`;
+}
+
+function styleImages() {
+  // The CLI's --style_images blend: the paintings' file names, the sliders' weights.
+  return `{${state.blend.map((b) => `${pythonString(b.entry.name)}: ${b.weight}`).join(", ")}}`;
+}
+
 function updateCommand() {
+  const paintings = blendKind() === "painting";
   const which = whichStyles();
-  $("which-styles").textContent = `--which_styles="${which}"`;
+  const flag = paintings ? `--style_images=${shellDoubleQuote(styleImages())}` : `--which_styles="${which}"`;
+  $("which-styles").textContent = flag;
   const args = ["image_stylization_transform"];
-  if (state.config.checkpoint) args.push(`--checkpoint=${shellQuote(state.config.checkpoint)}`);
+  const checkpoint = paintings ? state.config.arbitrary_checkpoint : state.config.checkpoint;
+  if (checkpoint) args.push(`--checkpoint=${shellQuote(checkpoint)}`);
   args.push(`--input_image=${shellQuote(state.photo ? state.photo.name : "photo.jpg")}`);
-  args.push("--output_dir=out", `--which_styles="${which}"`);
+  args.push("--output_dir=out", flag);
   if (strength() !== 1) args.push(`--strength=${strength()}`);
   if ($("preserve").checked) args.push("--preserve_color");
   args.push(`--max_size=${maxSize()}`);
@@ -262,7 +322,26 @@ function onSlider(input, apply) {
   input.addEventListener("change", () => { apply(); settingsChanged("release"); });
 }
 
+function updateKinds() {
+  // One blend, one network: tiles of the other kind are disabled while the blend has members.
+  const kind = blendKind();
+  document.querySelectorAll(".gallery button[data-key]").forEach((button) => {
+    const other = kind !== null && button.dataset.kind !== kind;
+    button.disabled = other;
+    button.title = other ? `${button.dataset.name}: a blend takes either the model's styles or paintings` : button.dataset.name;
+  });
+  const why = "A blend takes either the model's styles or paintings, not both: they are two different networks.";
+  $("paintings-note").hidden = kind !== "named" || !state.styles.some((e) => e.kind === "painting");
+  $("paintings-note").textContent = `${why} Remove the model's styles from the blend to use a painting.`;
+  $("styles-note").hidden = kind !== "painting";
+  $("styles-note").textContent = `${why} Remove the paintings from the blend to use these.`;
+  $("strength-hint").textContent = kind === "painting" ?
+    "For paintings: from the photo's own style (0%) to the paintings' (100%); it mixes style embeddings, not pixels." :
+    "Mix of the stylized and the original pixels.";
+}
+
 function updateShares() {
+  updateKinds();
   const total = totalWeight();
   document.querySelectorAll("#blend li").forEach((li, i) => {
     const b = state.blend[i];
@@ -271,9 +350,9 @@ function updateShares() {
   $("strength-value").textContent = `${$("strength").value}%`;
   const n = state.blend.length;
   const max = state.config.max_blend;
-  $("blend-hint").textContent = n === 0 ? `pick 2–${max} styles below` :
-    n === 1 ? "add a second style to blend" : `${n} of at most ${max}`;
-  document.querySelectorAll("#gallery button").forEach((button) => {
+  $("blend-hint").textContent = n === 0 ? `pick 2–${max} styles or paintings below` :
+    n === 1 ? "add a second one to blend" : `${n} of at most ${max}`;
+  document.querySelectorAll(".gallery button[data-key]").forEach((button) => {
     button.setAttribute("aria-pressed", String(state.blend.some((b) => b.entry.key === button.dataset.key)));
   });
 }
@@ -316,6 +395,10 @@ function toggleStyle(entry) {
   if (at >= 0) {
     state.blend.splice(at, 1);
   } else {
+    if (blendKind() !== null && blendKind() !== entry.kind) {
+      setStatus("A blend takes either the model's styles or paintings, not both.", true);
+      return;
+    }
     if (state.blend.length >= state.config.max_blend) {
       setStatus(`A blend holds at most ${state.config.max_blend} styles: remove one first.`, true);
       return;
@@ -326,27 +409,40 @@ function toggleStyle(entry) {
   settingsChanged("now");
 }
 
-function renderGallery() {
-  const gallery = $("gallery");
-  gallery.replaceChildren();
-  for (const entry of state.styles) {
-    const li = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.dataset.key = entry.key;
-    button.title = entry.name;
-    button.setAttribute("aria-pressed", "false");
-    const img = new Image();
-    img.src = entry.thumbnail;
-    img.alt = "";
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = entry.kind === "named" ? `${entry.index} ${entry.name}` : entry.name;
-    button.append(img, label);
-    button.addEventListener("click", () => toggleStyle(entry));
-    li.append(button);
-    gallery.append(li);
+function styleTile(entry) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.key = entry.key;
+  button.dataset.kind = entry.kind;
+  button.dataset.name = entry.name;
+  button.title = entry.name;
+  button.setAttribute("aria-pressed", "false");
+  const img = new Image();
+  img.src = entry.thumbnail;
+  img.alt = "";
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = entry.kind === "named" ? `${entry.index} ${entry.name}` : entry.name;
+  button.append(img);
+  if (entry.painting) {
+    const painting = new Image();
+    painting.src = entry.painting;
+    painting.alt = "";
+    painting.className = "painting";
+    button.append(painting);
   }
+  button.append(label);
+  button.addEventListener("click", () => toggleStyle(entry));
+  li.append(button);
+  return li;
+}
+
+function renderGallery() {
+  $("gallery").replaceChildren(...state.styles.filter((e) => e.kind === "named").map(styleTile));
+  const paintings = $("painting-gallery");
+  const drop = paintings.firstElementChild; // the "Drop a painting" tile stays first
+  paintings.replaceChildren(drop, ...state.styles.filter((e) => e.kind === "painting").map(styleTile));
 }
 
 function renderSizes() {
@@ -391,6 +487,44 @@ async function setPhoto(file, name) {
   state.photo = {file, preview: previewBlob, name, width, height};
   setStatus(state.blend.length ? "Stylizing…" : "Now pick styles below.");
   settingsChanged("now");
+}
+
+async function addPainting(file) {
+  const limitMb = state.config.max_upload_mb;
+  if (file.size > limitMb * 1048576) {
+    setStatus(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB; this server takes at most ${limitMb} MB (--max_upload_mb).`, true);
+    return;
+  }
+  setStatus(`Reading the style of ${file.name}…`);
+  let entry;
+  try {
+    const form = new FormData();
+    form.append("painting", file, file.name);
+    const response = await fetch("/api/paintings", {method: "POST", body: form});
+    if (!response.ok) throw new Error(await apiError(response));
+    entry = await response.json();
+  } catch (e) {
+    setStatus(e.message, true);
+    return;
+  }
+  let known = state.styles.find((e) => e.key === entry.key);
+  if (!known) {
+    known = entry;
+    state.styles.push(entry);
+    renderGallery();
+    updateShares();
+  }
+  // Dropped to be used: into the blend, unless it holds the model's styles or is full.
+  if (state.blend.some((b) => b.entry.key === known.key)) {
+    setStatus(`${known.name} is already in the blend.`);
+  } else if (blendKind() === "named") {
+    setStatus(`${known.name} added to the paintings; the blend holds the model's styles, which do not mix with paintings.`);
+  } else if (state.blend.length >= state.config.max_blend) {
+    setStatus(`${known.name} added to the paintings; the blend is full (${state.config.max_blend}).`);
+  } else {
+    setStatus(state.photo ? "Stylizing…" : `${known.name} is in the blend; now choose a photo.`);
+    toggleStyle(known);
+  }
 }
 
 async function startWebcam() {
@@ -485,6 +619,30 @@ function wireInputs() {
       setStatus(e.message, true);
     }
   });
+  const paintingZone = $("paintings");
+  const paintingDrop = $("painting-drop");
+  $("painting-file").addEventListener("change", () => {
+    const input = $("painting-file");
+    const files = [...input.files];
+    input.value = ""; // choosing the same file again still fires "change"
+    files.reduce((done, file) => done.then(() => addPainting(file)), Promise.resolve());
+  });
+  // A file dropped on the paintings section is a painting; anywhere else, the photo.
+  paintingZone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    paintingDrop.classList.add("over");
+  });
+  paintingZone.addEventListener("dragleave", (e) => {
+    if (!paintingZone.contains(e.relatedTarget)) paintingDrop.classList.remove("over");
+  });
+  paintingZone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    paintingDrop.classList.remove("over");
+    const files = e.dataTransfer ? [...e.dataTransfer.files] : [];
+    files.reduce((done, file) => done.then(() => addPainting(file)), Promise.resolve());
+  });
   const drop = $("drop");
   // Anywhere on the page: a photo dropped outside the zone must not replace the page.
   document.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
@@ -503,7 +661,7 @@ function wireInputs() {
 }
 
 async function init() {
-  $("origin").textContent = location.origin;
+  document.querySelectorAll(".origin").forEach((span) => { span.textContent = location.origin; });
   try {
     const [config, styles] = await Promise.all([getJson("/api/config"), getJson("/api/styles")]);
     state.config = config;
@@ -512,7 +670,10 @@ async function init() {
     setStatus(`Cannot reach the server: ${e.message}`, true);
     return;
   }
-  $("model").textContent = `${state.styles.length} styles of ${state.config.checkpoint || "the bundled model"}`;
+  const named = state.styles.filter((e) => e.kind === "named").length;
+  $("model").textContent = `${named} styles of ${state.config.checkpoint || "the bundled model"}`;
+  $("paintings").hidden = !paintingsOn();
+  $("painting-curl").hidden = !paintingsOn();
   renderSizes();
   renderGallery();
   wireInputs();
