@@ -477,7 +477,10 @@ def parse_weights(text, what):
     for key, weight in value.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise UsageError(f"--{what}: weight of {key!r} must be a number >= 0, got {weight!r}")
-        name = normalize_end_point(key)
+        try:
+            name = normalize_end_point(key)
+        except UsageError as e:
+            raise UsageError(f"--{what}: {e}") from None
         if weight > 0:
             out[name] = float(weight)
     return out
@@ -573,6 +576,15 @@ def time_modes(setup, modes, steps, warmup, learning_rate=1e-3, clip=0.0, seed=0
         res.update(median_s=statistics.median(ts), min_s=min(ts), max_s=max(ts),
                    images_per_s=setup.batch / statistics.median(ts))
     return result
+
+
+def peak_rss_gb():
+    """Peak resident memory of this process (all modes together), GB; None where unknown."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def write_json_atomic(path, payload):
@@ -918,7 +930,7 @@ def main(argv=None):
     for mode, r in results.items():
         print(f"{mode:22} {r.get('first_step_s', float('nan')):10.1f}s {r['median_s']:11.3f}s "
               f"{r['min_s']:7.3f}s {r['max_s']:7.3f}s {r['images_per_s']:9.2f}")
-    print(f"best: {best} {results[best]['median_s']:.3f} s/step")
+    print(f"best: {best} {results[best]['median_s']:.3f} s/step; peak RSS {peak_rss_gb() or float('nan'):.2f} GB")
     if a.json:
         write_json_atomic(a.json, {
             "torch_version": torch.__version__,
@@ -939,6 +951,7 @@ def main(argv=None):
             "modes": results,
             "best_mode": best,
             "best_median_s": results[best]["median_s"],
+            "peak_rss_gb": peak_rss_gb(),
             "command": " ".join([os.path.basename(sys.executable), "bench/torch_peer.py"] + sys.argv[1:]),
         })
     return 0
