@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_path
+from conftest import REPO, shared_path, tool_env
 from PIL import Image
 
 from image_stylization import image_io, style_dataset, vgg
@@ -161,7 +161,7 @@ def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "image_stylization.image_stylization_create_dataset", *args],
         capture_output=True, text=True, cwd=REPO, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env=tool_env(),
     )
 
 

@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tool_env
 from PIL import Image
 
 from image_stylization import export as ex
@@ -31,7 +32,7 @@ QUANTIZED_MEAN_BOUND = 0.025
 
 
 def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = tool_env()
     env.pop("PYTHONPATH", None)
     return env
 
