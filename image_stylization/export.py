@@ -26,6 +26,7 @@ import tempfile
 
 import tensorflow as tf
 
+from image_stylization import outputs
 from image_stylization.checkpoint import load_model
 from image_stylization.errors import ExportError  # noqa: F401  (re-exported)
 from image_stylization.model import magenta_name, num_styles_of
@@ -67,6 +68,8 @@ def _check_target(path, overwrite, allowed_entries, what):
     """Refuses a target that exists (unless `overwrite` and it looks like an earlier export)."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.lexists(path):
+        outputs.check_target(path, "file" if allowed_entries is None else "dir", ExportError,
+                             beside=True)
         return path
     if allowed_entries is None:  # a single file
         if os.path.isdir(path):
@@ -85,6 +88,7 @@ def _check_target(path, overwrite, allowed_entries, what):
             f"{path} holds files a {what} export does not write ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); not replacing it, even with --overwrite"
         )
+    outputs.check_target(path, "dir", ExportError, beside=True)  # the parent must be writable
     return path
 
 
@@ -125,11 +129,36 @@ class _TempBeside:
             raise ExportError(f"{self.path}: cannot write there ({e.strerror or e})") from None
         return self.tmp
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         _remove(self.tmp)
         if not self.done:
             self._remove_created()
+        # A write that failed (disk full) is reported for the path asked for, not a temporary.
+        if isinstance(exc, _WriteFailed):
+            raise _WriteFailed(self.path, exc.reason) from None
+        if exc is not None and _is_write_failure(exc):
+            raise _WriteFailed(self.path, _write_failure_reason(exc)) from None
         return False
+
+
+class _WriteFailed(ExportError):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: cannot write the export ({reason})")
+        self.reason = reason
+
+
+def _is_write_failure(error):
+    # TensorFlow's file ops turn errno into these: ENOSPC is ResourceExhausted, EFBIG OutOfRange.
+    return isinstance(error, (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError,
+                              tf.errors.PermissionDeniedError, tf.errors.NotFoundError,
+                              tf.errors.FailedPreconditionError))
+
+
+def _write_failure_reason(error):
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    message = (error.message or "").strip().splitlines()[0] if error.message else type(error).__name__
+    return message.rsplit("; ", 1)[-1]  # "<temporary path>; File too large"
 
     def _remove_created(self):
         if self.created is None:

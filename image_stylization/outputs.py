@@ -1,0 +1,70 @@
+"""Where a tool's outputs go: checked before any work, so a path that cannot be used fails in
+one line naming it, not in a traceback after minutes of work (and not naming a temporary file).
+
+Every writer in the package then writes a temporary file or directory and renames it into place,
+so a failure during the write (disk full) leaves the earlier outputs as they were.
+"""
+
+import os
+
+
+def nearest_existing(path):
+    """`path` itself if it exists, else its nearest existing ancestor (absolute)."""
+    path = os.path.abspath(os.fspath(path))
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_target(path, kind, error, name=None, beside=False):
+    """Raises `error` (an `errors.InputError` class) if `path` cannot be written as a `kind`.
+
+    kind: "file" or "dir". name: how the message calls the path (e.g. "--output_dir x"; default
+    the path). beside: the writer puts a temporary beside `path` and renames it (so the parent
+    directory must be writable), rather than writing into the directory `path` itself.
+    A missing path is fine if its nearest existing ancestor is a directory that can be written;
+    the caller creates what is missing.
+    """
+    path = os.fspath(path)
+    name = name or path
+    if os.path.lexists(path):
+        if kind == "dir" and not os.path.isdir(path):
+            raise error(f"{name} exists and is not a directory")
+        if kind == "file" and os.path.isdir(path):
+            raise error(f"{name} is a directory, not a file")
+        where = os.path.dirname(os.path.abspath(path)) if (beside or kind == "file") else path
+    else:
+        where = nearest_existing(os.path.dirname(os.path.abspath(path)))
+        if not os.path.isdir(where):
+            raise error(f"{name}: cannot create it ({where} is not a directory)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise error(f"{name}: cannot write in {where} (permission denied or read-only)")
+    return path
+
+
+def make_parents(path):
+    """Creates the missing directories above `path`; returns the topmost one it created (for
+    `remove_created`), or None."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+    top = None
+    d = parent
+    while not os.path.lexists(d):
+        top = d
+        d = os.path.dirname(d)
+    os.makedirs(parent, exist_ok=True)
+    return top
+
+
+def remove_created(top, path):
+    """Removes the directories `make_parents(path)` created, if they are empty again."""
+    if top is None:
+        return
+    d = os.path.dirname(os.path.abspath(os.fspath(path)))
+    while True:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+        if d == top:
+            return
+        d = os.path.dirname(d)
