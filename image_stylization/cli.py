@@ -5,13 +5,14 @@ Entry points define flags, and a `main(argv)` that only turns flags into a libra
 raise `UsageError` for bad flags; library calls raise `errors.InputError` for bad input.
 
 TensorFlow's C++ logging: `run` sets `TF_CPP_MIN_LOG_LEVEL` before `main` imports TensorFlow
-(2 unless the user set it or gave `--verbosity`), and routes stderr through
+(3, fatal only, unless the user set it or gave `--verbosity`), and routes stderr through
 `tf_log_filter`, which drops the records that ignore that variable (see its docstring).
 """
 
 import contextlib
 import errno
 import os
+import re
 import subprocess
 import sys
 
@@ -20,14 +21,15 @@ from absl import app, flags
 from image_stylization import errors, tf_log_filter
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
+# TensorFlow's C++ records: fatal only. Its ERROR lines are noise to a user too: libjpeg's
+# "Premature end of JPEG data" for each photo the data pipeline skips (and counts itself),
+# "Unable to register cuDNN factory" on GPU builds. Python exceptions carry real failures.
+DEFAULT_TF_LOG_LEVEL = 3
 
 
 class UsageError(errors.InputError):
     """Bad flags: reported as one line with exit status 2, like every `errors.InputError`."""
-
-
-EXIT_FAILURE = 1
-DEFAULT_TF_LOG_LEVEL = 2  # TensorFlow's C++ records: errors only
 
 
 # OSErrors that mean "this path cannot be used as given" (exit 2), as opposed to a file system
@@ -43,13 +45,14 @@ def usage_errors():
 
 def environment_errors():
     """What `run` turns into one line even though no library code caught it: OSError, and the
-    errors TensorFlow's file operations raise for errno values (ENOSPC is ResourceExhausted)."""
+    errors TensorFlow's file operations raise for errno values (ENOSPC is ResourceExhausted,
+    EFBIG OutOfRange)."""
     kinds = [OSError]
     tf = sys.modules.get("tensorflow")
     if tf is not None:
         kinds += [tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
                   tf.errors.AlreadyExistsError, tf.errors.ResourceExhaustedError,
-                  tf.errors.DataLossError]
+                  tf.errors.OutOfRangeError, tf.errors.DataLossError]
     return tuple(kinds)
 
 
@@ -58,14 +61,15 @@ def exit_status(error):
     if isinstance(error, OSError):
         return EXIT_USAGE if error.errno in _PATH_ERRNOS else EXIT_FAILURE
     name = type(error).__name__
-    return EXIT_FAILURE if name == "ResourceExhaustedError" else EXIT_USAGE
+    return EXIT_FAILURE if name in ("ResourceExhaustedError", "OutOfRangeError") else EXIT_USAGE
 
 
 def first_line(error):
     if isinstance(error, OSError) and error.strerror and error.filename:
         return f"{error.filename}: {error.strerror}"
     message = getattr(error, "message", None) or str(error)  # tf.errors.OpError: no node info
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message.strip())
+    return message.splitlines()[0] if message else type(error).__name__
 
 
 def fail(message, status=EXIT_USAGE):
@@ -90,7 +94,7 @@ def tf_log_level():
     """TensorFlow's C++ minimum log level for this run (0 shows everything, 3 fatal only).
 
     `--verbosity`, when given, decides (DEBUG/INFO: 0, WARNING: 1, ERROR: 2, FATAL: 3); else a
-    `TF_CPP_MIN_LOG_LEVEL` the user set (TensorFlow reads anything but a number as 0); else 2.
+    `TF_CPP_MIN_LOG_LEVEL` the user set (TensorFlow reads anything but a number as 0); else 3.
     """
     verbosity = flags.FLAGS["verbosity"]
     if verbosity.present:

@@ -140,6 +140,20 @@ class _TempBeside:
             raise _WriteFailed(self.path, _write_failure_reason(exc)) from None
         return False
 
+    def _remove_created(self):
+        if self.created is None:
+            return
+        # Only directories that this export made and that are empty again.
+        d = os.path.dirname(self.path)
+        while True:
+            try:
+                os.rmdir(d)
+            except OSError:
+                return
+            if d == self.created:
+                return
+            d = os.path.dirname(d)
+
 
 class _WriteFailed(ExportError):
     def __init__(self, path, reason):
@@ -159,20 +173,6 @@ def _write_failure_reason(error):
         return error.strerror or str(error)
     message = (error.message or "").strip().splitlines()[0] if error.message else type(error).__name__
     return message.rsplit("; ", 1)[-1]  # "<temporary path>; File too large"
-
-    def _remove_created(self):
-        if self.created is None:
-            return
-        # Only directories that this export made and that are empty again.
-        d = os.path.dirname(self.path)
-        while True:
-            try:
-                os.rmdir(d)
-            except OSError:
-                return
-            if d == self.created:
-                return
-            d = os.path.dirname(d)
 
 
 def _move_into_place(tmp, path):

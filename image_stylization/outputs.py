@@ -6,6 +6,7 @@ so a failure during the write (disk full) leaves the earlier outputs as they wer
 """
 
 import os
+import tempfile
 
 
 def nearest_existing(path):
@@ -37,8 +38,14 @@ def check_target(path, kind, error, name=None, beside=False):
         where = nearest_existing(os.path.dirname(os.path.abspath(path)))
         if not os.path.isdir(where):
             raise error(f"{name}: cannot create it ({where} is not a directory)")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise error(f"{name}: cannot write in {where} (permission denied or read-only)")
+    try:
+        # A real file, not os.access: root passes access() on read-only mounts' neighbours and
+        # on /proc, ACLs and quotas are not in the mode bits.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=where)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise error(f"{name}: cannot write in {where} ({e.strerror or e})") from None
     return path
 
 
