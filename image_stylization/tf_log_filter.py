@@ -65,10 +65,9 @@ def _split(buffer):
 
 def run(level, source=0, sink=1):
     """Copies file descriptor `source` to `sink` until end of file, dropping records."""
-    try:
+    select = None
+    if os.name == "posix":  # select() takes pipes on POSIX only
         import select
-    except ImportError:  # pragma: no cover  (no select on this platform's pipes)
-        select = None
     pending = b""
     while True:
         if pending and select is not None:
