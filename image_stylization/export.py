@@ -136,8 +136,8 @@ class _TempBeside:
         # A write that failed (disk full) is reported for the path asked for, not a temporary.
         if isinstance(exc, _WriteFailed):
             raise _WriteFailed(self.path, exc.reason) from None
-        if exc is not None and _is_write_failure(exc):
-            raise _WriteFailed(self.path, _write_failure_reason(exc)) from None
+        if exc is not None and outputs.is_write_failure(exc):
+            raise _WriteFailed(self.path, outputs.write_failure_reason(exc)) from None
         return False
 
     def _remove_created(self):
@@ -159,20 +159,6 @@ class _WriteFailed(ExportError):
     def __init__(self, path, reason):
         super().__init__(f"{path}: cannot write the export ({reason})")
         self.reason = reason
-
-
-def _is_write_failure(error):
-    # TensorFlow's file ops turn errno into these: ENOSPC is ResourceExhausted, EFBIG OutOfRange.
-    return isinstance(error, (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError,
-                              tf.errors.PermissionDeniedError, tf.errors.NotFoundError,
-                              tf.errors.FailedPreconditionError))
-
-
-def _write_failure_reason(error):
-    if isinstance(error, OSError):
-        return error.strerror or str(error)
-    message = (error.message or "").strip().splitlines()[0] if error.message else type(error).__name__
-    return message.rsplit("; ", 1)[-1]  # "<temporary path>; File too large"
 
 
 def _move_into_place(tmp, path):

@@ -75,3 +75,24 @@ def remove_created(top, path):
         if d == top:
             return
         d = os.path.dirname(d)
+
+
+# What TensorFlow's file operations raise for errno values: ENOSPC is ResourceExhausted, EFBIG
+# OutOfRange, EACCES PermissionDenied, ENOENT NotFound, ENOTDIR/EISDIR FailedPrecondition.
+_TF_WRITE_ERRORS = ("ResourceExhaustedError", "OutOfRangeError", "PermissionDeniedError",
+                    "NotFoundError", "FailedPreconditionError")
+
+
+def is_write_failure(error):
+    """True for an OSError, or a TensorFlow error a failing file write raises (by class name, so
+    this module needs no TensorFlow)."""
+    return isinstance(error, OSError) or (
+        type(error).__module__.startswith("tensorflow") and type(error).__name__ in _TF_WRITE_ERRORS)
+
+
+def write_failure_reason(error):
+    """"No space left on device", without the temporary path TensorFlow's messages start with."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    message = (getattr(error, "message", None) or str(error)).strip()
+    return message.splitlines()[0].rsplit("; ", 1)[-1] if message else type(error).__name__

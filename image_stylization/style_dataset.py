@@ -255,10 +255,9 @@ def write_style_dataset(
         _remove_quietly(tmp_record)
         _remove_quietly(tmp_manifest)
         outputs.remove_created(created, output_file)
-        if isinstance(e, (OSError, tf.errors.OpError)):  # disk full, a directory gone, ...
-            reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
-            reason = str(reason).strip().splitlines()[0].rsplit("; ", 1)[-1]  # "<tmp>; <why>"
-            raise DatasetError(f"{output_file}: cannot write the style dataset ({reason})") from None
+        if outputs.is_write_failure(e):  # disk full, a directory gone, ...
+            raise DatasetError(f"{output_file}: cannot write the style dataset "
+                               f"({outputs.write_failure_reason(e)})") from None
         raise
     return manifest
 
