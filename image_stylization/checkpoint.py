@@ -17,7 +17,7 @@ import keras
 from image_stylization import layers as _layers  # noqa: F401  (registers the custom layers)
 from image_stylization import outputs
 from image_stylization.model import num_styles_of
-from image_stylization.errors import CheckpointError  # noqa: F401  (re-exported)
+from image_stylization.errors import CheckpointError, StorageError  # noqa: F401  (re-exported)
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -86,9 +86,9 @@ def save_model(model, directory, style_names=None, overwrite=False, **manifest_f
             if old is not None:  # put the earlier model back
                 os.replace(os.path.join(old, "model"), directory)
         outputs.remove_created(created, directory)
-        if isinstance(e, OSError):  # disk full, ...
-            raise CheckpointError(
-                f"{directory}: cannot write the model ({e.strerror or e})") from None
+        if isinstance(e, OSError) and not isinstance(e, StorageError):  # disk full, ...
+            error = StorageError if outputs.is_storage_failure(e) else CheckpointError
+            raise error(f"{directory}: cannot write the model ({e.strerror or e})") from None
         raise
     finally:
         if old is not None:

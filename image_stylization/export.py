@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from image_stylization import outputs
 from image_stylization.checkpoint import load_model
-from image_stylization.errors import ExportError  # noqa: F401  (re-exported)
+from image_stylization.errors import ExportError, StorageError  # noqa: F401  (re-exported)
 from image_stylization.model import magenta_name, num_styles_of
 
 FORMATS = ("saved_model", "litert", "both")
@@ -134,10 +134,11 @@ class _TempBeside:
         if not self.done:
             self._remove_created()
         # A write that failed (disk full) is reported for the path asked for, not a temporary.
-        if isinstance(exc, _WriteFailed):
-            raise _WriteFailed(self.path, exc.reason) from None
+        if isinstance(exc, (_WriteFailed, _StorageFailed)):
+            raise type(exc)(self.path, exc.reason) from None
         if exc is not None and outputs.is_write_failure(exc):
-            raise _WriteFailed(self.path, outputs.write_failure_reason(exc)) from None
+            error = _StorageFailed if outputs.is_storage_failure(exc) else _WriteFailed
+            raise error(self.path, outputs.write_failure_reason(exc)) from None
         return False
 
     def _remove_created(self):
@@ -156,6 +157,12 @@ class _TempBeside:
 
 
 class _WriteFailed(ExportError):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: cannot write the export ({reason})")
+        self.reason = reason
+
+
+class _StorageFailed(StorageError):
     def __init__(self, path, reason):
         super().__init__(f"{path}: cannot write the export ({reason})")
         self.reason = reason

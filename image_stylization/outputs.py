@@ -5,6 +5,7 @@ Every writer in the package then writes a temporary file or directory and rename
 so a failure during the write (disk full) leaves the earlier outputs as they were.
 """
 
+import errno
 import os
 import tempfile
 
@@ -88,6 +89,23 @@ def is_write_failure(error):
     this module needs no TensorFlow)."""
     return isinstance(error, OSError) or (
         type(error).__module__.startswith("tensorflow") and type(error).__name__ in _TF_WRITE_ERRORS)
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
+
+
+def is_storage_failure(error):
+    """A write failure of the file system itself (disk full, file too large, I/O error), as
+    opposed to a path that cannot be used. TensorFlow gives no errno: ResourceExhausted is ENOSPC
+    (or memory: "OOM when allocating ...", which is not), OutOfRange is EFBIG."""
+    if isinstance(error, OSError):
+        return error.errno in _STORAGE_ERRNOS
+    if not is_write_failure(error):
+        return False
+    name = type(error).__name__
+    message = (getattr(error, "message", None) or "").lstrip()
+    return name == "OutOfRangeError" or (name == "ResourceExhaustedError"
+                                         and not message.startswith("OOM"))
 
 
 def write_failure_reason(error):

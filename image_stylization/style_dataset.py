@@ -34,7 +34,7 @@ from absl import logging
 from PIL import Image
 
 from image_stylization import image_io, losses, outputs, vgg
-from image_stylization.errors import DatasetError  # noqa: F401  (re-exported)
+from image_stylization.errors import DatasetError, StorageError  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -256,8 +256,9 @@ def write_style_dataset(
         _remove_quietly(tmp_manifest)
         outputs.remove_created(created, output_file)
         if outputs.is_write_failure(e):  # disk full, a directory gone, ...
-            raise DatasetError(f"{output_file}: cannot write the style dataset "
-                               f"({outputs.write_failure_reason(e)})") from None
+            error = StorageError if outputs.is_storage_failure(e) else DatasetError
+            raise error(f"{output_file}: cannot write the style dataset "
+                        f"({outputs.write_failure_reason(e)})") from None
         raise
     return manifest
 

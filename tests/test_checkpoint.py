@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from image_stylization.checkpoint import CheckpointError, load_model, save_model
+from image_stylization.checkpoint import CheckpointError, StorageError, load_model, save_model
 from image_stylization.model import build_transformer, norm_layers
 
 
@@ -70,7 +70,7 @@ def test_failed_overwrite_keeps_the_earlier_model(model, tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(type(model), "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"m: cannot write the model \(No space left on device\)"):
+    with pytest.raises(StorageError, match=r"m: cannot write the model \(No space left on device\)"):
         save_model(model, target, ["x", "y", "z"], overwrite=True)
     assert {f: (target / f).read_bytes() for f in os.listdir(target)} == before
     assert sorted(os.listdir(tmp_path)) == ["m"]  # no temporary directory left

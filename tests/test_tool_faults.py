@@ -7,7 +7,7 @@ directory that cannot be written; an input that is empty (a stream that yields n
 wrong kind of thing, or truncated; the partial outputs of a run killed mid-way; a disk that
 fills up during a run (RLIMIT_FSIZE everywhere; a real tmpfs where this machine may mount one).
 What every case expects: no traceback, one line on stderr naming the file or flag, exit status
-2 for bad input (1 or 2 for a full disk), nothing written, earlier outputs unchanged. And the
+2 for bad input (1 for a full disk), nothing written, earlier outputs unchanged. And the
 first failing run of each tool, in a fresh process with no TF_* variables, prints exactly that
 one line: none of TensorFlow's start-up lines.
 
@@ -478,7 +478,7 @@ def _one_line(result, *, status=(2,), names=None):
     return lines[0]
 
 
-def _ends_in_one_error(result, *, status=(1, 2)):
+def _ends_in_one_error(result, *, status=(1,)):
     """A run that did some work (its own progress lines), then failed: one error line, last."""
     from image_stylization import tf_log_filter
 
