@@ -368,7 +368,8 @@ def save_arbitrary_model(model, directory, quantized=None, overwrite=False, **ma
 
     directory = write_directory(
         directory, manifest,
-        lambda tmp: np.savez_compressed(os.path.join(tmp, WEIGHTS_FILE), **arrays), overwrite)
+        lambda tmp: np.savez_compressed(os.path.join(tmp, WEIGHTS_FILE), **arrays), overwrite,
+        files=(WEIGHTS_FILE,))
     model.manifest = manifest
     return directory
 

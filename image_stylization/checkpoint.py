@@ -10,12 +10,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 import keras
 
 from image_stylization import layers as _layers  # noqa: F401  (registers the custom layers)
+from image_stylization import outputs
 from image_stylization.model import num_styles_of
-from image_stylization.errors import CheckpointError  # noqa: F401  (re-exported)
+from image_stylization.errors import CheckpointError, StorageError  # noqa: F401  (re-exported)
 
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -38,8 +40,9 @@ def bundled_checkpoint_dir(name="tf_stylize_26"):
 def save_model(model, directory, style_names=None, overwrite=False, **manifest_fields):
     """Writes `model.keras` and `manifest.json` into `directory`, atomically.
 
-    The files are written into a temporary sibling directory that is renamed into place, so an
-    interrupted save never leaves a half-written model behind.
+    The files are written into a temporary sibling directory that is renamed into place (an
+    earlier model there is moved aside first and deleted last), so an interrupted or failed save
+    never leaves a half-written model behind, and a failed one leaves the earlier model as it was.
     """
     n = num_styles_of(model)
     style_names = list(style_names) if style_names is not None else [f"style_{i}" for i in range(n)]
@@ -48,31 +51,58 @@ def save_model(model, directory, style_names=None, overwrite=False, **manifest_f
     manifest = {"format_version": MANIFEST_VERSION, "num_styles": n, "style_names": style_names}
     manifest.update(manifest_fields)
     return write_directory(directory, manifest,
-                           lambda tmp: model.save(os.path.join(tmp, MODEL_FILE)), overwrite)
+                           lambda tmp: model.save(os.path.join(tmp, MODEL_FILE)), overwrite,
+                           files=(MODEL_FILE,))
 
 
-def write_directory(directory, manifest, write_files, overwrite=False):
-    """Writes `manifest.json` and whatever `write_files(tmp_dir)` writes into `directory`,
-    atomically: a temporary sibling directory renamed into place. Returns the directory."""
+def write_directory(directory, manifest, write_files, overwrite=False, files=()):
+    """Writes `manifest.json` and whatever `write_files(tmp_dir)` writes (the names `files`) into
+    `directory`, atomically: a temporary sibling directory renamed into place. Returns the
+    directory.
+
+    With `overwrite`, an earlier model there is moved aside first and deleted last, so a failed
+    save leaves it as it was; a directory holding anything but `files` and the manifest is
+    never replaced.
+    """
     directory = os.path.abspath(os.fspath(directory))
-    if os.path.exists(directory) and not overwrite:
-        if not os.path.isdir(directory) or os.listdir(directory):
-            raise CheckpointError(f"{directory} exists and is not empty (use overwrite=True)")
+    outputs.check_target(directory, "dir", CheckpointError, beside=True)
+    entries = set(os.listdir(directory)) if os.path.isdir(directory) else set()
+    if entries and not overwrite:
+        raise CheckpointError(f"{directory} exists and is not empty (use overwrite=True)")
+    foreign = sorted(entries - set(files) - {MANIFEST_FILE})
+    if foreign:
+        # Replacing means deleting: only what a model directory holds.
+        raise CheckpointError(
+            f"{directory} holds files a model directory does not ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); not replacing it, even with overwrite")
     parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    tmp = old = created = None
     try:
+        created = outputs.make_parents(directory)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would survive the rename
         write_files(tmp)
         with open(os.path.join(tmp, MANIFEST_FILE), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, ensure_ascii=False)
             f.write("\n")
         if os.path.exists(directory):
-            shutil.rmtree(directory)
+            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
+            os.replace(directory, os.path.join(old, "model"))
         os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = None
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None:  # put the earlier model back
+                os.replace(os.path.join(old, "model"), directory)
+        outputs.remove_created(created, directory)
+        if isinstance(e, OSError) and not isinstance(e, StorageError):  # disk full, ...
+            error = StorageError if outputs.is_storage_failure(e) else CheckpointError
+            raise error(f"{directory}: cannot write the model ({e.strerror or e})") from None
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
@@ -126,6 +156,10 @@ def load_model(checkpoint=None):
             f"{checkpoint}: not a model directory (with {MODEL_FILE}), a .keras file, or a "
             f"Magenta checkpoint"
         )
+    if not zipfile.is_zipfile(model_path):
+        # Keras would say "File not found" for a .keras file cut short by a crash or a copy.
+        raise CheckpointError(
+            f"{model_path}: cannot load model (not a .keras zip archive: truncated or corrupt)")
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types for a corrupt zip/h5/config.

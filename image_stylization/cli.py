@@ -1,23 +1,41 @@
-"""What every absl entry point shares: bad input ends in one line on stderr and exit status 2.
+"""What every absl entry point shares: bad input ends in one line on stderr and exit status 2,
+and TensorFlow's C++ log lines stay out of the output unless asked for.
 
 Entry points define flags, and a `main(argv)` that only turns flags into a library call; they
 raise `UsageError` for bad flags; library calls raise `errors.InputError` for bad input.
+
+TensorFlow's C++ logging: `run` sets `TF_CPP_MIN_LOG_LEVEL` before `main` imports TensorFlow
+(3, fatal only, unless the user set it or gave `--verbosity`), and routes stderr through
+`tf_log_filter`, which drops the records that ignore that variable (see its docstring).
 """
 
+import contextlib
+import errno
 import os
+import re
+import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from image_stylization import errors  # noqa: E402
+from image_stylization import errors, tf_log_filter
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
+# TensorFlow's C++ records: fatal only. Its ERROR lines are noise to a user too: libjpeg's
+# "Premature end of JPEG data" for each photo the data pipeline skips (and counts itself),
+# "Unable to register cuDNN factory" on GPU builds. Python exceptions carry real failures.
+DEFAULT_TF_LOG_LEVEL = 3
 
 
 class UsageError(errors.InputError):
     """Bad flags: reported as one line with exit status 2, like every `errors.InputError`."""
+
+
+# OSErrors that mean "this path cannot be used as given" (exit 2), as opposed to a file system
+# failing under a valid command (disk full, I/O error: exit 1).
+_PATH_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+                errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def usage_errors():
@@ -25,7 +43,36 @@ def usage_errors():
     return (errors.InputError, FileNotFoundError)
 
 
-def fail(message):
+def environment_errors():
+    """What `run` turns into one line even though no library code caught it: OSError, and the
+    errors TensorFlow's file operations raise for errno values (ENOSPC is ResourceExhausted,
+    EFBIG OutOfRange)."""
+    kinds = [OSError]
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        kinds += [tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+                  tf.errors.AlreadyExistsError, tf.errors.ResourceExhaustedError,
+                  tf.errors.OutOfRangeError, tf.errors.DataLossError]
+    return tuple(kinds)
+
+
+def exit_status(error):
+    """2 for a path that cannot be used as given, 1 for a file system that failed."""
+    if isinstance(error, OSError):
+        return EXIT_USAGE if error.errno in _PATH_ERRNOS else EXIT_FAILURE
+    name = type(error).__name__
+    return EXIT_FAILURE if name in ("ResourceExhaustedError", "OutOfRangeError") else EXIT_USAGE
+
+
+def first_line(error):
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.filename}: {error.strerror}"
+    message = getattr(error, "message", None) or str(error)  # tf.errors.OpError: no node info
+    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message.strip())
+    return message.splitlines()[0] if message else type(error).__name__
+
+
+def fail(message, status=EXIT_USAGE):
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "image_stylization"
     tf = sys.modules.get("tensorflow")
     if tf is not None:
@@ -33,7 +80,7 @@ def fail(message):
         # bury the one line that matters.
         tf.get_logger().setLevel("ERROR")
     print(f"{prog}: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+    sys.exit(status)
 
 
 def _parse_flags(argv):
@@ -43,16 +90,80 @@ def _parse_flags(argv):
         fail(str(e).splitlines()[0])
 
 
+def tf_log_level():
+    """TensorFlow's C++ minimum log level for this run (0 shows everything, 3 fatal only).
+
+    `--verbosity`, when given, decides (DEBUG/INFO: 0, WARNING: 1, ERROR: 2, FATAL: 3); else a
+    `TF_CPP_MIN_LOG_LEVEL` the user set (TensorFlow reads anything but a number as 0); else 3.
+    """
+    verbosity = flags.FLAGS["verbosity"]
+    if verbosity.present:
+        return 0 if verbosity.value >= 0 else min(3, -verbosity.value)
+    value = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if value is None:
+        return DEFAULT_TF_LOG_LEVEL
+    value = value.strip()
+    return min(int(value), 3) if value.isdigit() else 0
+
+
+@contextlib.contextmanager
+def filtered_stderr(level):
+    """Routes file descriptor 2 through `tf_log_filter` at `level` (nothing to do at 0).
+
+    File descriptor, not `sys.stderr`: the records come from C++. If the filter cannot start,
+    stderr is left as it is.
+    """
+    if level <= 0 or not sys.executable:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        # A new session: Ctrl-C at a terminal reaches the tool (which may checkpoint and say
+        # so on stderr), not the filter; the filter ends when the tool closes the pipe.
+        child = subprocess.Popen(
+            [sys.executable, "-S", "-I", tf_log_filter.__file__, str(level)],
+            stdin=subprocess.PIPE, stdout=saved, stderr=saved, start_new_session=True)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    os.dup2(child.stdin.fileno(), 2)
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        child.stdin.close()
+        child.wait()
+
+
 def run(main, argv=None):
-    """`absl.app.run` with usage errors turned into one line and exit status 2."""
+    """`absl.app.run` with bad input turned into one line and exit status 2 (a failing file
+    system: status 1), and TensorFlow's C++ logging at `tf_log_level()`."""
 
     def wrapped(argv):
         if len(argv) > 1:
             fail(f"unexpected arguments: {' '.join(argv[1:])}")
-        try:
-            return main(argv)
-        except usage_errors() as e:
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        level = tf_log_level()
+        if flags.FLAGS["verbosity"].present or "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+            # Read by TensorFlow once, when `main` first imports it.
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = str(level)
+        with filtered_stderr(level):
+            try:
+                return main(argv)
+            except usage_errors() as e:
+                fail(first_line(e))
+            except environment_errors() as e:
+                fail(first_line(e), exit_status(e))
 
     app.run(wrapped, argv=argv, flags_parser=_parse_flags)
 

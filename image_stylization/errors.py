@@ -9,6 +9,8 @@ stderr and exit status 2. Each module re-exports the classes it raises under the
     |   +-- ImageError, StyleError, CheckpointError, WeightsError, DatasetError,
     |       DataError, ConfigError, ExportError, DependencyError, VideoError
     +-- TrainingError (also a RuntimeError): a run that cannot go on (diverged, no usable data)
+    +-- StorageError (also an OSError): the file system failed while an output was written (disk
+        full, file too large, I/O error); exit status 1, the earlier outputs are kept
 """
 
 
@@ -62,3 +64,8 @@ class VideoError(InputError):
 
 class TrainingError(Error, RuntimeError):
     """A training run that cannot go on (the loss diverged); the last good checkpoint is kept."""
+
+
+class StorageError(Error, OSError):
+    """An output that could not be written in full because the file system failed (disk full,
+    file too large, I/O error), not because of the path given; the message names the output."""

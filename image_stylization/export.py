@@ -26,8 +26,9 @@ import tempfile
 
 import tensorflow as tf
 
+from image_stylization import outputs
 from image_stylization.checkpoint import load_model
-from image_stylization.errors import ExportError  # noqa: F401  (re-exported)
+from image_stylization.errors import ExportError, StorageError  # noqa: F401  (re-exported)
 from image_stylization.model import magenta_name, num_styles_of
 
 FORMATS = ("saved_model", "litert", "both")
@@ -74,6 +75,8 @@ def _check_target(path, overwrite, allowed_entries, what):
     """Refuses a target that exists (unless `overwrite` and it looks like an earlier export)."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.lexists(path):
+        outputs.check_target(path, "file" if allowed_entries is None else "dir", ExportError,
+                             beside=True)
         return path
     if allowed_entries is None:  # a single file
         if os.path.isdir(path):
@@ -92,6 +95,7 @@ def _check_target(path, overwrite, allowed_entries, what):
             f"{path} holds files a {what} export does not write ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); not replacing it, even with --overwrite"
         )
+    outputs.check_target(path, "dir", ExportError, beside=True)  # the parent must be writable
     return path
 
 
@@ -132,10 +136,16 @@ class _TempBeside:
             raise ExportError(f"{self.path}: cannot write there ({e.strerror or e})") from None
         return self.tmp
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         _remove(self.tmp)
         if not self.done:
             self._remove_created()
+        # A write that failed (disk full) is reported for the path asked for, not a temporary.
+        if isinstance(exc, (_WriteFailed, _StorageFailed)):
+            raise type(exc)(self.path, exc.reason) from None
+        if exc is not None and outputs.is_write_failure(exc):
+            error = _StorageFailed if outputs.is_storage_failure(exc) else _WriteFailed
+            raise error(self.path, outputs.write_failure_reason(exc)) from None
         return False
 
     def _remove_created(self):
@@ -151,6 +161,18 @@ class _TempBeside:
             if d == self.created:
                 return
             d = os.path.dirname(d)
+
+
+class _WriteFailed(ExportError):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: cannot write the export ({reason})")
+        self.reason = reason
+
+
+class _StorageFailed(StorageError):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: cannot write the export ({reason})")
+        self.reason = reason
 
 
 def _move_into_place(tmp, path):

@@ -3,6 +3,7 @@
 This module needs only Pillow and numpy (no TensorFlow).
 """
 
+import errno
 import io
 import os
 import secrets
@@ -10,13 +11,16 @@ import secrets
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from image_stylization.errors import ImageError  # noqa: F401  (re-exported)
+from image_stylization.errors import ImageError, StorageError  # noqa: F401  (re-exported)
 
 # Extension -> Pillow format name. A file's bytes always match its extension (Magenta wrote JPEG
 # bytes into ".png" files).
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
 _SAVE_OPTIONS = {"PNG": {}, "JPEG": {"quality": 90}, "WEBP": {"quality": 90}}
+
+# A full disk, a file over the size limit, an I/O error: the file system failed, not the path.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 _WHITE = 1.0  # transparent pixels are composited onto white, as image viewers show them
 
@@ -293,7 +297,8 @@ def save_image(image, path, format=None):
         os.replace(tmp, name)
     except OSError as e:
         _remove_quietly(tmp)
-        raise ImageError(f"{name}: cannot write image ({e.strerror or e})") from None
+        error = StorageError if e.errno in _STORAGE_ERRNOS else ImageError
+        raise error(f"{name}: cannot write image ({e.strerror or e})") from None
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -16,7 +16,7 @@ import sys
 
 from absl import flags
 
-from image_stylization import cli
+from image_stylization import cli, outputs
 
 flags.DEFINE_string(
     "input", None,
@@ -50,9 +50,10 @@ def main(argv):
         raise cli.UsageError(f"--num_styles must be >= 1, got {FLAGS.num_styles}")
     if FLAGS.alpha is not None and not 0 < FLAGS.alpha <= 8:
         raise cli.UsageError(f"--alpha must be in (0, 8], got {FLAGS.alpha}")
-    if not FLAGS.overwrite and os.path.exists(output_dir):
-        if not os.path.isdir(output_dir) or os.listdir(output_dir):
-            raise cli.UsageError(f"--output_dir {output_dir} exists and is not empty (use --overwrite)")
+    outputs.check_target(output_dir, "dir", cli.UsageError, name=f"--output_dir {output_dir}",
+                         beside=True)
+    if not FLAGS.overwrite and os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise cli.UsageError(f"--output_dir {output_dir} exists and is not empty (use --overwrite)")
     if convert.arbitrary_sources(source) is not None:
         given = [f"--{n}" for n in ("preset", "num_styles", "alpha", "style_names")
                  if FLAGS[n].value is not None]

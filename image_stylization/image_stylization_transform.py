@@ -31,10 +31,11 @@ import glob
 import os
 import sys
 import time
+import unicodedata
 
 from absl import flags
 
-from image_stylization import cli, video
+from image_stylization import cli, outputs, video
 
 flags.DEFINE_string(
     "checkpoint", None,
@@ -135,6 +136,22 @@ def find_inputs(spec):
     return [spec], False
 
 
+def check_basename(name):
+    """An --output_basename is a plain file name: no directory part, no control characters."""
+    bad = None
+    if not name:
+        bad = "is empty"
+    elif any(sep and sep in name for sep in ("/", os.sep, os.altsep)):
+        bad = "contains a path separator (use --output_dir for the directory)"
+    elif name in (".", ".."):
+        bad = "is not a file name"
+    elif any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        bad = "contains a control character or line break"
+    if bad:
+        raise cli.UsageError(f"--output_basename {name!r} {bad}")
+    return name
+
+
 def basenames(paths, output_basename=None):
     """Output prefix per input: the file's stem, made unique (a.jpg, a.png -> a_jpg, a_png)."""
     if output_basename is not None:
@@ -144,6 +161,18 @@ def basenames(paths, output_basename=None):
         (f"{s}_{os.path.splitext(p)[1].lstrip('.').lower()}" if stems.count(s) > 1 else s)
         for s, p in zip(stems, paths)
     ]
+
+
+def check_output_dir(path):
+    """Refuses an --output_dir that cannot become a writable directory, before any work."""
+    outputs.check_target(path, "dir", cli.UsageError, name=f"--output_dir {path}")
+
+
+def make_output_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise cli.UsageError(f"--output_dir: cannot create {path} ({e.strerror or e})") from None
 
 
 def describe_style(blend):
@@ -164,17 +193,16 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
                      output_format="png", several=False, out=sys.stdout, err=sys.stderr):
     """Stylizes each path and writes its outputs; returns the list of (path, error) failures.
 
-    With `several` False, the first failure raises; otherwise it is reported on `err` and the
-    next image is processed.
+    With `several` False, the first failure raises; otherwise an image that cannot be read or
+    stylized is reported on `err` and the next image is processed. An output that cannot be
+    written ends the run either way (every next one would fail too). `output_dir` is created
+    when the first result is ready.
     """
     from image_stylization import image_io
     from image_stylization.stylize import contact_sheet, stylize
 
     ext = image_io.EXTENSIONS[output_format]
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as e:
-        raise cli.UsageError(f"--output_dir: cannot create {output_dir} ({e.strerror or e})") from None
+    check_output_dir(output_dir)
     failures = []
     total = len(paths)
     for k, (path, base) in enumerate(zip(paths, basenames_), start=1):
@@ -193,8 +221,6 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
                     image, selection, model=model, max_size=max_size, strength=strength,
                     preserve_color=preserve_color)
                 results = results if isinstance(results, list) else [results]
-            for result, target in zip(results, targets):
-                image_io.save_image(result, target)
         except (image_io.ImageError, ValueError) as e:
             if not several:
                 raise cli.UsageError(str(e)) from None
@@ -205,6 +231,14 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
                 message = f"{path}: {message}"
             print(f"{prefix}error: {message}", file=err, flush=True)
             continue
+        # Created only now: a run that fails before its first result leaves nothing behind.
+        make_output_dir(output_dir)
+        for result, target in zip(results, targets):
+            try:
+                image_io.save_image(result, target)
+            except image_io.ImageError as e:
+                # The output side failed (disk full, directory gone): so would every next image.
+                raise cli.UsageError(str(e)) from None
         seconds = time.perf_counter() - start
         print(f"{prefix}{path} -> {', '.join(targets)} ({seconds:.1f} s)", file=out, flush=True)
     return failures
@@ -259,6 +293,9 @@ def main(argv):
     if several and FLAGS["output_basename"].present:
         raise cli.UsageError("--output_basename needs a single --input_image (several inputs "
                              "are named after their files)")
+    if FLAGS.output_basename is not None:
+        check_basename(FLAGS.output_basename)
+    check_output_dir(output_dir)
 
     if FLAGS.style_images is not None or FLAGS.interpolation_weights is not None \
             or FLAGS.style_image_size is not None:

@@ -33,8 +33,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-from image_stylization import image_io, losses, vgg
-from image_stylization.errors import DatasetError  # noqa: F401  (re-exported)
+from image_stylization import image_io, losses, outputs, vgg
+from image_stylization.errors import DatasetError, StorageError  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -175,12 +175,10 @@ def write_style_dataset(
             f"style_image_size {style_image_size} is below the loss network's minimum of "
             f"{vgg.MIN_IMAGE_SIZE}"
         )
-    if not overwrite:
-        for path in (output_file, manifest_file):
-            if os.path.exists(path):
-                raise DatasetError(f"{path} already exists (use --overwrite to replace it)")
-    if os.path.isdir(output_file):
-        raise DatasetError(f"{output_file} is a directory")
+    for path in (output_file, manifest_file):
+        outputs.check_target(path, "file", DatasetError)
+        if not overwrite and os.path.lexists(path):
+            raise DatasetError(f"{path} already exists (use --overwrite to replace it)")
     end_points = vgg.sort_end_points(end_points or DEFAULT_END_POINTS, loss_network)
     if vgg_pooling not in vgg.POOLINGS:
         raise DatasetError(f"unknown pooling {vgg_pooling!r}; use one of {', '.join(vgg.POOLINGS)}")
@@ -203,10 +201,10 @@ def write_style_dataset(
 
     network = vgg.build_loss_network(loss_network, weights_file, vgg_pooling, end_points)
     channels = {}
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
     tmp_record, tmp_manifest = _temp_beside(output_file), _temp_beside(manifest_file)
+    created = None
     try:
+        created = outputs.make_parents(output_file)
         with tf.io.TFRecordWriter(tmp_record) as writer:
             for label, name, path, raw, image, original in styles:
                 logging.info("style %d/%d: %s (%dx%d, Grams at %dx%d)", label + 1, len(styles),
@@ -253,9 +251,14 @@ def write_style_dataset(
             os.chmod(tmp, 0o644)
         os.replace(tmp_record, output_file)
         os.replace(tmp_manifest, manifest_file)
-    except BaseException:
+    except BaseException as e:
         _remove_quietly(tmp_record)
         _remove_quietly(tmp_manifest)
+        outputs.remove_created(created, output_file)
+        if outputs.is_write_failure(e):  # disk full, a directory gone, ...
+            error = StorageError if outputs.is_storage_failure(e) else DatasetError
+            raise error(f"{output_file}: cannot write the style dataset "
+                        f"({outputs.write_failure_reason(e)})") from None
         raise
     return manifest
 

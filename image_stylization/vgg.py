@@ -23,6 +23,7 @@ among the supported weights.
 import hashlib
 import os
 import re
+import warnings
 import zipfile
 
 import keras
@@ -305,13 +306,22 @@ def read_h5_weights(path, network):
     is that network (a VGG-19 file does not fit VGG-16 and vice versa).
     """
     full = _application(network)
-    try:
-        full.load_weights(path)
-    except Exception as e:  # noqa: BLE001  (h5py and Keras raise many types for a bad file)
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    # Keras warns once per layer it cannot match ("Skipping nested container", 32 lines for a
+    # VGG-19 file loaded as VGG-16) before it raises: the one-line error says it all.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            full.load_weights(path)
+            error = None
+        except Exception as e:  # noqa: BLE001  (h5py and Keras raise many types for a bad file)
+            error = e
+    if error is not None:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise WeightsError(
             f"{path}: not {network} weights of keras.applications with include_top=False ({message})"
         ) from None
+    for w in caught:  # a file that did load: its warnings still matter
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return {layer.name: tuple(np.asarray(w) for w in layer.get_weights()) for layer in _conv_layers(full)}
 
 

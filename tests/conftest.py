@@ -1,9 +1,7 @@
-"""Shared test setup: quiet TensorFlow, the `slow` marker, and the path to ../shared/data."""
+"""Shared test setup: the `slow` marker, the path to ../shared/data, and the environment the
+command line tools run in."""
 
 import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import pathlib
 
 import pytest
@@ -31,3 +29,13 @@ def shared_path(*parts):
 @pytest.fixture
 def shared():
     return shared_path
+
+
+def tool_env(**extra):
+    """The environment for a command line tool run in a subprocess: this one without the
+    variables that change TensorFlow's C++ logging, as on a newcomer's machine (the tools must be
+    quiet by themselves), plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE")}
+    env.update(extra)
+    return env

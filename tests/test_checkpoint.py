@@ -1,5 +1,6 @@
 """Our model format: model.keras + manifest.json, written atomically, loaded safely."""
 
+import errno
 import json
 import os
 import pathlib
@@ -7,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from image_stylization.checkpoint import CheckpointError, load_model, save_model
+from image_stylization.checkpoint import CheckpointError, StorageError, load_model, save_model
 from image_stylization.model import build_transformer, norm_layers
 
 
@@ -48,8 +49,31 @@ def test_refuses_non_empty_directory(model, tmp_path):
     with pytest.raises(CheckpointError, match="not empty"):
         save_model(model, target)
     assert os.listdir(target) == ["keep.txt"]
-    save_model(model, target, overwrite=True)
-    assert "keep.txt" not in os.listdir(target)
+    # Replacing deletes: a directory holding anything but a model is kept, even with overwrite.
+    with pytest.raises(CheckpointError, match=r"holds files a model directory does not \(keep.txt\)"):
+        save_model(model, target, overwrite=True)
+    assert os.listdir(target) == ["keep.txt"]
+    os.remove(target / "keep.txt")
+    save_model(model, target)
+    save_model(model, target, overwrite=True)  # an earlier model is replaced
+    assert sorted(os.listdir(target)) == ["manifest.json", "model.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_failed_overwrite_keeps_the_earlier_model(model, tmp_path, monkeypatch):
+    target = pathlib.Path(save_model(model, tmp_path / "m", ["a", "b", "c"]))
+    before = {f: (target / f).read_bytes() for f in os.listdir(target)}
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a model")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(model), "save", disk_full)
+    with pytest.raises(StorageError, match=r"m: cannot write the model \(No space left on device\)"):
+        save_model(model, target, ["x", "y", "z"], overwrite=True)
+    assert {f: (target / f).read_bytes() for f in os.listdir(target)} == before
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no temporary directory left
 
 
 def test_failed_save_leaves_nothing(model, tmp_path):

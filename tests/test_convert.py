@@ -21,10 +21,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from image_stylization import checkpoint, convert, tf_stylize_26
 
 try:
-    from conftest import shared_path
+    from conftest import shared_path, tool_env
 except ImportError:  # run as a script
     sys.path.insert(0, os.path.dirname(__file__))
-    from conftest import shared_path
+    from conftest import shared_path, tool_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PB_OUTPUT = "transformer/expand/conv3/conv/Sigmoid:0"
@@ -330,7 +330,7 @@ def test_load_without_optional_packages_and_cli_exit_2(tmp_path):
         "c.console_entry_point()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+                          cwd=REPO, timeout=120, env=tool_env())
     assert proc.stdout.strip() == "26", proc.stderr
     assert proc.returncode == 2, proc.stderr
     errors = [l for l in proc.stderr.splitlines() if "error:" in l]

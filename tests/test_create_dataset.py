@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_path
+from conftest import REPO, shared_path, tool_env
 from PIL import Image
 
 from image_stylization import image_io, style_dataset, vgg
@@ -148,6 +148,23 @@ def test_bad_arguments(styles, tmp_path):
     assert not os.path.exists(out)
 
 
+def test_output_file_that_cannot_be_written(styles, tmp_path):
+    """Checked before any image is read: one DatasetError naming the path, nothing written."""
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    (tmp_path / "adir.tfrecord").mkdir()
+    cases = [(afile / "s.tfrecord", "afile is not a directory"),
+             (tmp_path / "adir.tfrecord", "adir.tfrecord is a directory"),
+             ("/proc/s.tfrecord" if os.path.isdir("/proc/self") else None, "cannot write in /proc")]
+    for target, message in cases:
+        if target is None:
+            continue
+        with pytest.raises(style_dataset.DatasetError, match=message):
+            style_dataset.write_style_dataset(str(styles), str(target), "vgg19", None, "avg", 32)
+    assert listing(tmp_path) == ["adir.tfrecord", "afile", "styles"]
+    assert afile.read_text() == "keep"
+
+
 def test_read_rejects_non_datasets(tmp_path):
     junk = tmp_path / "junk.tfrecord"
     junk.write_bytes(b"\x00" * 64)
@@ -161,7 +178,7 @@ def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "image_stylization.image_stylization_create_dataset", *args],
         capture_output=True, text=True, cwd=REPO, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env=tool_env(),
     )
 
 

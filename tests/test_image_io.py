@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from image_stylization import image_io
-from image_stylization.image_io import ImageError, load_image, resize_max, save_image
+from image_stylization.image_io import ImageError, StorageError, load_image, resize_max, save_image
 
 
 def _save(img, tmp_path, name, **kwargs):
@@ -193,7 +193,8 @@ def test_save_refuses_nan_and_never_leaves_partial_files(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(ImageError, match=r"keep.png: cannot write image \(No space left"):
+    # The file system failed, not the path: a StorageError (exit status 1 in the tools).
+    with pytest.raises(StorageError, match=r"keep.png: cannot write image \(No space left"):
         save_image(np.ones((4, 4, 3), np.uint8), str(target))
     assert target.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["keep.png"]  # no temporary file left behind

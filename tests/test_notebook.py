@@ -19,6 +19,23 @@ def test_committed_without_outputs():
     assert not dirty, f"cells {dirty} of {NOTEBOOK.name} carry outputs: strip them before committing"
 
 
+# Every address the notebook opens, and why it is trusted. A guessed repository URL (an "Open in
+# Colab" badge or a pip install from GitHub) once pointed at nothing.
+CHECKED_ADDRESSES = {
+    # Pinned with its sha256 in TensorFlow's WORKSPACE (http_archive "stylize"); the notebook
+    # checks that sha256 after the download.
+    "https://storage.googleapis.com/download.tensorflow.org/models/stylize_v1.zip",
+}
+
+
+def test_links_only_checked_addresses():
+    import re
+
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells)
+    assert set(re.findall(r"https?://[^\s\"')\]]+", text)) <= CHECKED_ADDRESSES
+
+
 @pytest.mark.slow
 def test_runs_headless(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from absl import flags
 from absl.testing import flagsaver
+from conftest import tool_env
 from PIL import Image
 
 from image_stylization import checkpoint, cli
@@ -41,8 +42,7 @@ def _photo(path, size=(40, 32)):
 
 
 def _run(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    env = tool_env(PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, "-m", "image_stylization.image_stylization_transform", *args],
         capture_output=True, text=True, env=env, timeout=120,
@@ -122,6 +122,14 @@ def test_cli_bad_index_exits_2_without_output(tmp_path, model_dir):
     (["--strength=nan"], "--strength must be in [0, 1]"),
     (["--input_image=missing.jpg"], "--input_image: missing.jpg: no such file or folder"),
     (["--input_image=bad.jpg"], "bad.jpg: not an image file"),
+    # A basename is a plain file name: nothing is written outside --output_dir.
+    (["--output_basename=../escape"], "--output_basename '../escape' contains a path separator"),
+    (["--output_basename=/tmp/abs"], "--output_basename '/tmp/abs' contains a path separator"),
+    (["--output_basename=a\nb"], "--output_basename 'a\\nb' contains a control character"),
+    (["--output_basename=.."], "--output_basename '..' is not a file name"),
+    (["--output_basename="], "--output_basename '' is empty"),
+    (["--output_dir=cat.jpg"], "--output_dir cat.jpg exists and is not a directory"),
+    (["--output_dir=cat.jpg/o"], "--output_dir cat.jpg/o: cannot create it ("),
 ])
 def test_main_bad_input_in_process(tmp_path, model_dir, monkeypatch, flags_, message):
     monkeypatch.chdir(tmp_path)
@@ -135,7 +143,8 @@ def test_main_bad_input_in_process(tmp_path, model_dir, monkeypatch, flags_, mes
             transform.main(FLAGS(argv))
     assert isinstance(e.value, cli.usage_errors())
     assert str(e.value).startswith(message)
-    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+    assert sorted(os.listdir(tmp_path)) == ["bad.jpg", "cat.jpg"]  # not even the output folder
+    assert not os.path.exists("/tmp/abs_0.png")
 
 
 def test_cli_folder_with_corrupt_image_exits_1(tmp_path, model_dir):

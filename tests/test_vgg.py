@@ -1,6 +1,8 @@
 """The VGG loss network: end point names, structure, weight loading, and its features on real
 photos with the real quantized VGG-19 weights against an independent numpy forward pass."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -165,6 +167,18 @@ def test_keras_h5_weights_load_by_layer_name(tmp_path):
             np.testing.assert_array_equal(got, want)
     with pytest.raises(vgg.WeightsError, match="not vgg19 weights"):
         vgg.build_loss_network("vgg19", path)
+
+
+@pytest.mark.slow
+def test_weights_h5_of_the_other_network_is_one_error_without_warnings(tmp_path):
+    path = str(tmp_path / "vgg19.weights.h5")
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(vgg.WeightsError, match="vgg19.weights.h5: not vgg16 weights"):
+            vgg.build_loss_network("vgg16", path, end_points=("conv1",))
+    # Keras' 32 "Skipping nested container" warnings used to come before the error.
+    assert [str(w.message) for w in caught] == []
 
 
 def test_npz_weights_refuse_vgg16_and_record_sha256():
