@@ -278,16 +278,54 @@ def moments(x):
 
 
 def normalize(x, mean, variance, gamma, beta, epsilon, dtype):
-    """(x - mean) / sqrt(variance + epsilon) * gamma + beta, computed as one scale and one shift
-    per example and channel (two passes over x instead of four).
+    """(x - mean) / sqrt(variance + epsilon) * gamma + beta, as one scale and one shift per example
+    and channel.
 
     mean, variance: [B,1,1,C] (from `moments`, or statistics accumulated elsewhere, e.g. over
     the tiles of a large image); gamma, beta: [B,C]. Batches broadcast: an x of batch 1 with
     gamma/beta of batch S gives S outputs, one per row (several styles of one image).
     """
+    x = ops.cast(x, "float32")
+    if x.shape[0] == 1 and gamma.shape[0] == 1:
+        return ops.cast(_normalize_one(x, mean, variance, gamma, beta, epsilon), dtype)
     scale = gamma[:, None, None, :] * ops.rsqrt(variance + epsilon)
     shift = beta[:, None, None, :] - mean * scale
-    return ops.cast(ops.cast(x, "float32") * scale + shift, dtype)
+    return ops.cast(x * scale + shift, dtype)
+
+
+def _normalize_one(x, mean, variance, gamma, beta, epsilon):
+    """`normalize` of one example (batch 1 known when traced) as TF's inference batch norm.
+
+    TF fuses that op with a ReLU that follows into one pass over x (`_FusedBatchNormEx`), where
+    x * scale + shift and a ReLU take three: 76 vs 132 ms of CPU at 1024x1024x32. The LiteRT
+    converter lowers it to the same MUL and ADD as the batched form. The op's own gradient
+    treats mean and variance as constants; here they are functions of x, so the gradient is
+    written out.
+    """
+    channels = x.shape[-1]
+
+    @tf.custom_gradient
+    def norm(x, mean, variance, gamma, beta):
+        y, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.reshape(gamma, [channels]), offset=tf.reshape(beta, [channels]),
+            mean=tf.reshape(mean, [channels]), variance=tf.reshape(variance, [channels]),
+            epsilon=epsilon, is_training=False)
+
+        def grad(dy):
+            r = tf.math.rsqrt(variance + epsilon)  # [1,1,1,C]
+            g = gamma[:, None, None, :]
+            centred = x - mean
+            sum_dy = tf.reduce_sum(dy, axis=[1, 2], keepdims=True)
+            sum_dy_centred = tf.reduce_sum(dy * centred, axis=[1, 2], keepdims=True)
+            return (dy * (r * g),
+                    -sum_dy * r * g,
+                    -0.5 * sum_dy_centred * g * r * r * r,
+                    tf.reshape(sum_dy_centred * r, [1, channels]),
+                    tf.reshape(sum_dy, [1, channels]))
+
+        return y, grad
+
+    return norm(x, mean, variance, gamma, beta)
 
 
 def instance_norm(x, gamma, beta, epsilon, dtype):

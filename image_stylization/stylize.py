@@ -189,13 +189,15 @@ _FORWARDS = weakref.WeakKeyDictionary()
 
 
 def compiled_forward(model, jit_compile=False):
-    """A `tf.function` running `model` on (image [B,H,W,3], style_weights [S,N]); one per model.
+    """A function running `model` on (image [B,H,W,3], style_weights [S,N]) as a `tf.function`.
 
     B is S, or 1 for S styles of one image (the network then computes everything before the
-    first norm once). The signature leaves batch, height and width free, so new sizes reuse the
-    same graph instead of retracing. This is the model's own graph, the one the SavedModel and
-    LiteRT exports run. `jit_compile=True` asks XLA for a kernel per shape: faster for repeated
-    sizes, but every new size compiles for several seconds.
+    first norm once). The signatures leave height and width free, so new sizes reuse the same
+    graph instead of retracing; one image with one style runs a graph traced for batch 1, where
+    the norms can fuse their scale, shift and ReLU into one pass (`layers.normalize`). This is the
+    model's own graph, the one the SavedModel and LiteRT exports run. `jit_compile=True` asks
+    XLA for a kernel per shape: faster for repeated sizes, but every new size compiles for
+    several seconds. One per model and setting.
     """
     import tensorflow as tf
 
@@ -205,18 +207,27 @@ def compiled_forward(model, jit_compile=False):
         from image_stylization.model import num_styles_of
 
         n = num_styles_of(model)
-        ref = weakref.ref(model)  # the graph holds the variables, not the model
+        ref = weakref.ref(model)  # the graphs hold the variables, not the model
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, None, None, 3], tf.float32),
-                tf.TensorSpec([None, n], tf.float32),
-            ],
-            jit_compile=key,
-            reduce_retracing=True,
-        )
+        def trace(batch):
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([batch, None, None, 3], tf.float32),
+                    tf.TensorSpec([batch, n], tf.float32),
+                ],
+                jit_compile=key,
+            )
+            def forward(image, style_weights):
+                return ref()({"image": image, "style_weights": style_weights}, training=False)
+
+            return forward
+
+        single, batched = trace(1), trace(None)
+
         def forward(image, style_weights):
-            return ref()({"image": image, "style_weights": style_weights}, training=False)
+            if len(image) == 1 and len(style_weights) == 1:
+                return single(image, style_weights)
+            return batched(image, style_weights)
 
         per_model[key] = forward
     return per_model[key]

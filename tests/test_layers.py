@@ -235,6 +235,41 @@ def test_normalize_with_supplied_statistics():
                                atol=2e-5)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_one_example_norm_equals_batched_with_gradients(relu):
+    """A batch of one (batch 1 known when traced) takes a fused form; it gives the numbers and
+    the gradients (x, gamma, beta, through the statistics) of the batched form, also under XLA."""
+    import tensorflow as tf
+
+    x = tf.constant(rng.normal(1.0, 2.0, (1, 9, 7, 4)).astype("float32"))
+    gamma = tf.constant(rng.normal(1.0, 0.5, (1, 4)).astype("float32"))
+    beta = tf.constant(rng.normal(0.0, 0.5, (1, 4)).astype("float32"))
+    dy = tf.constant(rng.normal(size=(1, 9, 7, 4)).astype("float32"))
+    act = tf.nn.relu if relu else tf.identity
+
+    def one(x, gamma, beta):
+        return act(instance_norm(x, gamma, beta, 1e-5, "float32"))
+
+    def batched(x, gamma, beta):  # the same example twice: batch 2, the general form
+        two = instance_norm(tf.concat([x, x], 0), tf.concat([gamma, gamma], 0),
+                            tf.concat([beta, beta], 0), 1e-5, "float32")
+        return act(two[:1])
+
+    def grads(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([x, gamma, beta])
+            y = fn(x, gamma, beta)
+        return [y] + tape.gradient(y, [x, gamma, beta], output_gradients=dy)
+
+    expected = grads(batched)
+    np.testing.assert_allclose(expected[0], act(np_instance_norm(x.numpy(), gamma.numpy(),
+                                                                 beta.numpy())), atol=2e-5)
+    for got in (grads(one), tf.function(lambda: grads(one))(),
+                tf.function(lambda: grads(one), jit_compile=True)()):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
 def test_nearest_upsampling_is_pixel_repetition():
     x = rng.normal(size=(2, 3, 5, 4)).astype("float32")
     y = np.asarray(NearestUpsampling2D(2)(x))
