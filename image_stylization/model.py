@@ -140,6 +140,27 @@ def fuse_upsampling(model):
     return model
 
 
+def with_compute_dtype(model, policy):
+    """A copy of `model` with the same weights whose layers compute under the Keras dtype policy
+    `policy` (e.g. "mixed_bfloat16": bfloat16 convolutions, float32 variables). The norms keep
+    their statistics in float32 and the output layer stays float32, as under mixed precision
+    training. The model is left unchanged."""
+    output_layer = model.layers[-1]
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer is not output_layer and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    for attribute in ("style_names", "manifest"):
+        if hasattr(model, attribute):
+            setattr(copy, attribute, getattr(model, attribute))
+    return fuse_upsampling(copy)
+
+
 def magenta_name(variable):
     """Magenta checkpoint name of one of our weights, e.g.
     `contract.conv1.InstanceNorm/gamma` -> `transformer/contract/conv1/InstanceNorm/gamma`."""

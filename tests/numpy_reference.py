@@ -11,6 +11,7 @@ multiple of 4 and the output cropped back, as our network does. Weights come by 
 import re
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 EPSILON = 1e-5
 # Bytes of float64 patches per matmul in `conv`: big enough for BLAS, small enough for the cache.
@@ -30,33 +31,26 @@ def conv(x, kernel, stride=1):
     oh, ow = (hp - k) // stride + 1, (wp - k) // stride + 1
     kernel = np.asarray(kernel, np.float64)
     out = np.empty((b, oh, ow, f))
-    if stride == 1 and f < c:
-        # Few outputs (the last 9x9 conv): project every input pixel onto all k*k taps' outputs,
-        # then add the k*k shifted planes; im2col would copy each pixel k*k times.
-        proj = kernel.transpose(2, 0, 1, 3).reshape(c, k * k * f)
-        rows = max(1, _CHUNK_BYTES // (8 * wp * k * k * f))
-        for n in range(b):
-            for r0 in range(0, oh, rows):
-                r1 = min(oh, r0 + rows)
-                z = (xp[n, r0:r1 + k - 1] @ proj).reshape(r1 - r0 + k - 1, wp, k, k, f)
-                acc = np.zeros((r1 - r0, ow, f))
-                for i in range(k):
-                    for j in range(k):
-                        acc += z[i:i + r1 - r0, j:j + ow, i, j]
-                out[n, r0:r1] = acc
+    if stride == 1 and f < c and f <= 8:
+        # Few outputs (the last 9x9 conv): one small matmul per tap, added up; im2col would
+        # copy each pixel k*k times for a product with 3 columns.
+        for i in range(k):
+            for j in range(k):
+                if i == j == 0:
+                    out[:] = xp[:, :oh, :ow] @ kernel[0, 0]
+                else:
+                    out += xp[:, i:i + oh, j:j + ow] @ kernel[i, j]
         return out
     flat = kernel.reshape(k * k * c, f)
     rows = max(1, _CHUNK_BYTES // (8 * ow * k * k * c))
     for n in range(b):
         for r0 in range(0, oh, rows):
             r1 = min(oh, r0 + rows)
-            patches = np.empty((r1 - r0, ow, k, k, c))
-            for i in range(k):
-                for j in range(k):
-                    patches[:, :, i, j, :] = xp[
-                        n, i + stride * r0: i + stride * (r1 - 1) + 1: stride,
-                        j: j + stride * (ow - 1) + 1: stride, :]
-            out[n, r0:r1] = (patches.reshape(-1, k * k * c) @ flat).reshape(r1 - r0, ow, f)
+            band = xp[n, stride * r0: stride * (r1 - 1) + k]
+            # [rows, W, C, k, k] windows (a view), every stride-th, as [pixels, k*k*C] patches.
+            windows = sliding_window_view(band, (k, k), axis=(0, 1))[::stride, ::stride]
+            patches = np.ascontiguousarray(windows.transpose(0, 1, 3, 4, 2)).reshape(-1, k * k * c)
+            out[n, r0:r1] = (patches @ flat).reshape(r1 - r0, ow, f)
     return out
 
 

@@ -211,20 +211,19 @@ def test_bundled_match_float64_small(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_match_float64_at_1024(name):
-    """The float32 network at 1024x1024 against float64, on a photo. Style n-1 of tf_stylize_26
-    is its most sensitive one on this photo (8.2e-5; float64 moments do not lower it: it is the
-    float32 conv sums, amplified by the network)."""
+    """The float32 network at 1024x1024 against float64, on a photo, in the graph stylize()
+    runs. Style n-1 of tf_stylize_26 is its most sensitive one on this photo (8.2e-5, also
+    with float64 moments: it is the float32 conv sums, amplified by the network); 20 s (android)
+    and 80 s (paper) of float64 on 2 busy cores."""
+    import importlib
+
     model = load_model(bundled_checkpoint_dir(name))
     n = len(model.style_names)
     x = _photo(1024)
-    import tensorflow as tf
-
-    call = tf.function(lambda x, w: model({"image": x, "style_weights": w}))
-    for style in (0, n - 1):
-        w = np.eye(n, dtype="float32")[[style]]
-        expected = numpy_reference.forward(_weights(model), x, w)
-        diff = np.abs(call(x, w).numpy() - expected)
-        assert diff.max() <= 1e-4, (style, diff.max())
+    w = np.eye(n, dtype="float32")[[n - 1]]
+    forward = importlib.import_module("image_stylization.stylize").compiled_forward(model)
+    diff = np.abs(forward(x, w).numpy() - numpy_reference.forward(_weights(model), x, w))
+    assert diff.max() <= 1e-4, diff.max()
 
 
 # --- one graph, whatever wrote the file -------------------------------------------------------------
@@ -295,7 +294,7 @@ def test_gradients_equal_plain_arrangement(monkeypatch, batch):
     takes the norms' fused form."""
     import tensorflow as tf
 
-    model = _randomize(build_transformer(3, preset="android_26", alpha=0.25), 11)
+    model = _randomize(build_transformer(3, preset="android_26", alpha=0.5), 11)
     x = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))
     w = tf.constant(np.eye(3, dtype="float32")[[0, 2][:batch]])
     target = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))
@@ -314,9 +313,8 @@ def test_gradients_equal_plain_arrangement(monkeypatch, batch):
         monkeypatch.setattr(layers_module, "normalize", plain_norm)
     plain = [g.numpy() for g in tf.function(grads)()]
     # Sums of many float32 terms of both signs: compared at 1e-4 of the variable's largest
-    # gradient, plus a floor for variables whose gradient is zero but for rounding and epsilon:
-    # a norm ignores a shift of its input (the betas before a conv and a norm), and a scale too
-    # when its input has one channel (alpha 0.25 makes expand.conv2 one channel wide).
+    # gradient, plus a floor for variables whose gradient is zero but for rounding: a norm
+    # ignores a shift of its input (the betas before a conv and a norm).
     floor = 1e-6 * max(np.abs(p).max() for p in plain)
     for f, c, p in zip(fast, compiled, plain):
         atol = 1e-4 * np.abs(p).max() + floor
