@@ -23,9 +23,15 @@ Sections (`--sections`, comma-separated):
   also the bfloat16 opt-in, with its difference from float32 in uint8 levels.
 - cli: the cold command line, a fresh process each run (import, load, one 1024 px JPEG in, PNG
   out): `image_stylization_transform` against `styletransfer-lite`, and both with `--help`.
+- profile (not in the default set): where the time of one batch-1 float32 forward pass goes, by
+  op type and by layer, for `--profile_model` (tf_stylize_26 or paper_6styles) at
+  `--profile_size`, from TF's own per-op step statistics (a TF1 session on the frozen graph,
+  full trace). Op times overlap when TF runs independent ops at once, so shares are of their
+  sum, not of the wall time.
 
 Every path of a section lives in one process and is timed round-robin (run r of every path, then
-run r+1), so a burst of load from elsewhere hits them all alike. A timing is one call from numpy
+run r+1, each round starting one path later), so a burst of load from elsewhere hits them all
+alike. A timing is one call from numpy
 in to numpy out in the path's native layout (NHWC for ours, NCHW for the ONNX file). Reported:
 the median and minimum of `--runs` warm runs (after one first call and `--warmup` runs), the
 process CPU time of one call (all threads; onnxruntime's spin-waiting counts), the ratio of
@@ -52,7 +58,8 @@ STYLE = 7
 ALL_PATHS = ("stylize", "stylize_bf16", "forward", "xla", "saved_model", "litert", "litert_dr",
              "onnxruntime", "stl")
 DEFAULT_PATHS = "stylize,forward,saved_model,litert,onnxruntime"
-SECTIONS = ("sizes", "styles", "paper", "cli")
+SECTIONS = ("sizes", "styles", "paper", "cli", "profile")
+DEFAULT_SECTIONS = "sizes,styles,paper,cli"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -255,8 +262,12 @@ def round_robin(calls, runs, warmup):
             fn()
     walls = {name: [] for name in calls}
     cpus = {name: [] for name in calls}
-    for _ in range(runs):
-        for name, fn in calls.items():
+    names = list(calls)
+    for r in range(runs):
+        # Each round starts one path later: onnxruntime's threads spin for a while after a
+        # run, slowing whatever runs next, so no path should always be the one after it.
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = calls[name]
             c, t = cpu_seconds(), time.perf_counter()
             fn()
             walls[name].append(time.perf_counter() - t)
@@ -375,6 +386,49 @@ def bench_paper(runs, warmup, size=1024):
     table(("paper preset, 1024x1024, style 1", "value"), rows)
 
 
+def bench_profile(name, size, runs):
+    import collections
+
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from image_stylization.checkpoint import bundled_checkpoint_dir, load_model
+
+    model = load_model(bundled_checkpoint_dir(name))
+    n = len(model.style_names)
+    fn = tf.function(lambda x, w: model({"image": x, "style_weights": w}, training=False),
+                     input_signature=[tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([1, n])])
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+    inputs = [graph.get_tensor_by_name(t.name) for t in frozen.inputs]
+    outputs = [graph.get_tensor_by_name(t.name) for t in frozen.outputs]
+    feed = dict(zip(inputs, [photo(size), np.eye(n, dtype=np.float32)[[min(STYLE, n - 1)]]]))
+    session = tf.compat.v1.Session(graph=graph)
+    session.run(outputs, feed)
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    by_type, by_layer = collections.Counter(), collections.Counter()
+    for _ in range(runs):
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(outputs, feed, options=options, run_metadata=metadata)
+        for device in metadata.step_stats.dev_stats:
+            for node in device.node_stats:
+                op = node.timeline_label.split("=")[-1].split("(")[0].strip() or "?"
+                parts = node.node_name.split("/")
+                layer = parts[1].rsplit("_", 1)[0] if len(parts) > 2 else parts[0]
+                # The layer's own ops, then what follows it: "<conv>.InstanceNorm" is its norm.
+                by_type[op] += node.all_end_rel_micros / runs
+                by_layer[layer] += node.all_end_rel_micros / runs
+    total = sum(by_type.values())
+    table((f"{name} {size}x{size}: op type", "ms", "share"),
+          [(k, f"{v / 1e3:.0f}", f"{100 * v / total:.0f}%") for k, v in by_type.most_common(12)])
+    table((f"{name} {size}x{size}: layer", "ms", "share"),
+          [(k, f"{v / 1e3:.0f}", f"{100 * v / total:.0f}%") for k, v in by_layer.most_common(25)])
+
+
 def bench_cli(runs):
     from PIL import Image
 
@@ -423,7 +477,9 @@ def bench_cli(runs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--sections", default=DEFAULT_SECTIONS)
+    parser.add_argument("--profile_model", default="paper_6styles")
+    parser.add_argument("--profile_size", type=int, default=1024)
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -462,6 +518,8 @@ def main(argv=None):
             bench_paper(args.runs, args.warmup)
         if "cli" in sections:
             bench_cli(args.cli_runs)
+        if "profile" in sections:
+            bench_profile(args.profile_model, args.profile_size, max(1, args.runs // 3))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
