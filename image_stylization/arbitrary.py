@@ -43,7 +43,7 @@ from image_stylization.layers import (
     PadToMultiple,
     ReflectionPadConv2D,
 )
-from image_stylization.model import PRESETS
+from image_stylization.model import PRESETS, fuse_upsampling
 
 KIND = "arbitrary"
 WEIGHTS_FILE = "weights.npz"
@@ -137,7 +137,9 @@ def build_style_transformer(embedding_size=EMBEDDING_SIZE, alpha=0.25, epsilon=1
 
     x = CropToReference(name="crop")([x, image])
     stylized = keras.layers.Activation("sigmoid", dtype="float32", name="stylized")(x)
-    return keras.Model({"image": image, "style_embedding": embedding}, stylized, name=name)
+    # The upsampling convolutions run at low resolution, as in the N-style network.
+    return fuse_upsampling(
+        keras.Model({"image": image, "style_embedding": embedding}, stylized, name=name))
 
 
 # ----------------------------------------------------------------------------- the model pair

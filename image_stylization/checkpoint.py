@@ -16,7 +16,7 @@ import keras
 
 from image_stylization import layers as _layers  # noqa: F401  (registers the custom layers)
 from image_stylization import outputs
-from image_stylization.model import num_styles_of
+from image_stylization.model import fuse_upsampling, num_styles_of
 from image_stylization.errors import CheckpointError, StorageError  # noqa: F401  (re-exported)
 
 MODEL_FILE = "model.keras"
@@ -164,6 +164,8 @@ def load_model(checkpoint=None):
         model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types for a corrupt zip/h5/config.
         raise CheckpointError(f"{model_path}: cannot load model ({type(e).__name__}: {e})") from None
+    # Files saved before the upsampling moved into the conv hold the two layers separately.
+    fuse_upsampling(model)
     n = num_styles_of(model)
     if manifest is None:
         manifest = {"num_styles": n, "style_names": [f"style_{i}" for i in range(n)]}

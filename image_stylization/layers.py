@@ -4,7 +4,10 @@ Every layer here is registered serializable, so a `.keras` file written by this 
 `safe_mode=True` and no `custom_objects`.
 """
 
+import functools
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -19,18 +22,104 @@ def _check_odd_kernel(kernel_size):
         )
 
 
+def _line(x, axis, i):
+    """Row (axis 1) or column (axis 2) i of x [B,H,W,C], kept as a dimension; i < 0 from the end."""
+    index = [slice(None)] * 4
+    index[axis] = slice(i, i + 1 if i != -1 else None)
+    return x[tuple(index)]
+
+
+def reflect_pad(x, p):
+    """Reflection padding of x [B,H,W,C] by p on each side of H and W (needs H, W > p).
+
+    Built from one-row/column slices and concatenations rather than MirrorPad: LiteRT's
+    MIRROR_PAD kernel is not delegated to XNNPACK and took 471 ms of CPU where slices and
+    concatenations took 61 ms (1024x1024x32); in TF the two cost about the same.
+    """
+    if not p:
+        return x
+    for axis in (1, 2):
+        x = tf.concat([_line(x, axis, i) for i in range(p, 0, -1)] + [x]
+                      + [_line(x, axis, -1 - i) for i in range(1, p + 1)], axis=axis)
+    return x
+
+
+@functools.lru_cache(maxsize=None)
+def _s2d_taps(kernel_size):
+    """0/1 array S[d, t, r, a]: original tap d (per axis) of a stride-1 k-tap kernel is tap t of
+    the space_to_depth(2) kernel, reading input phase r for output phase a (d = 2t + r - a)."""
+    q = (kernel_size + 1) // 2
+    sel = np.zeros((kernel_size, q, 2, 2), np.float32)
+    for t in range(q):
+        for r in range(2):
+            for a in range(2):
+                d = 2 * t + r - a
+                if 0 <= d < kernel_size:
+                    sel[d, t, r, a] = 1.0
+    return sel
+
+
+def _upsample_taps():
+    """0/1 array S[d, t, a]: after nearest x2 upsampling and reflection padding by 1, tap d (per
+    axis) of a 3x3 kernel, computing output phase a, reads the pixel at offset t of the
+    low-resolution image edge-padded by 1."""
+    sel = np.zeros((3, 3, 2), np.float32)
+    for d in range(3):
+        for a in range(2):
+            sel[d, (a + d + 1) // 2, a] = 1.0
+    return sel
+
+
+def _phase_kernel(kernel):
+    """3x3 kernel [3,3,C,F] of a conv after nearest x2 upsampling -> [3,3,C,4F] kernel of the same
+    sums at low resolution, one group of F outputs per output phase (depth_to_space order)."""
+    sel = tf.constant(_upsample_taps(), kernel.dtype)
+    c, f = kernel.shape[2], kernel.shape[3]
+    phased = tf.einsum("yta,xsb,yxio->tsiabo", sel, sel, kernel)
+    return tf.reshape(phased, [3, 3, c, 4 * f])
+
+
+def _s2d_kernel(kernel):
+    """k x k stride-1 kernel [k,k,C,F] -> [q,q,4C,4F] kernel (q = ceil(k/2)) acting on
+    space_to_depth(2) of the input and giving depth_to_space(2) of the output."""
+    k, c, f = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    q = (k + 1) // 2
+    sel = tf.constant(_s2d_taps(k), kernel.dtype)
+    packed = tf.einsum("ytra,xsub,yxio->tsruiabo", sel, sel, kernel)
+    return tf.reshape(packed, [q, q, 4 * c, 4 * f])
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ReflectionPadConv2D(keras.layers.Layer):
-    """Reflection padding of `kernel_size // 2` on H and W, then a VALID, bias-free convolution.
+    """Reflection padding of `kernel_size // 2` on H and W, then a VALID convolution.
 
-    This is Magenta's `model.conv2d`. The padding is symmetric even for stride 2 (TF's "SAME" would
-    pad only bottom/right), which matters for converted weights. No bias by default: the following
+    This is Magenta's `model.conv2d` (and, with `upsample=2`, its `model.upsampling`: nearest
+    upsampling first). The padding is symmetric even for stride 2 (TF's "SAME" would pad only
+    bottom/right), which matters for converted weights. No bias by default: the following
     conditional instance normalization's beta plays that role, as in `slim.conv2d` with a
     normalizer. `use_bias=True` is for convolutions not followed by a normalization (the
     arbitrary-style network's encoder, whose batch norm is folded into a bias).
+
+    The sums are arranged for CPU speed; every arrangement computes the same sums as the plain
+    one (tests/test_layers.py checks them against numpy, and their gradients):
+    - `upsample=2`, 3x3: edge padding by 1 at low resolution, a 3x3 conv with 4x the output
+      channels (one group per output phase) and `depth_to_space`; no full-resolution copy of the
+      input is made, and the thin full-resolution conv becomes a wider low-resolution one.
+    - stride 1, kernel >= 5, few output channels (the network's last 9x9 conv): `space_to_depth`,
+      a ceil(k/2) conv with 4x the channels in and out, then `depth_to_space`. A conv with 3 or 4
+      output channels uses a CPU's vector lanes poorly: 1.5-1.7x faster (BUILD_NOTES).
+
+    `pad(x)` and `convolve(x)` split `call` (`call(x) == convolve(pad(x))` without upsampling),
+    for callers that pad themselves (a tile with its neighbours' pixels as halo).
     """
 
-    def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, use_bias=False,
+    # Output channels up to which a stride-1 conv with a kernel of 5 or more goes through
+    # space_to_depth. Measured at 1024x1024 (bench notes): 9x9 4->3 48 -> 33 ms, 9x9 32->3
+    # 321 -> 187 ms; 9x9 3->32 131 vs 91 ms (slower: it already has 32 outputs).
+    S2D_MAX_FILTERS = 8
+
+    def __init__(self, filters, kernel_size, strides=1, kernel_initializer=None, upsample=1,
+                 use_bias=False,
                  **kwargs):
         super().__init__(**kwargs)
         _check_odd_kernel(kernel_size)
@@ -38,9 +127,12 @@ class ReflectionPadConv2D(keras.layers.Layer):
             raise ValueError(f"filters must be a positive integer, got {filters!r}")
         if not isinstance(strides, int) or strides < 1:
             raise ValueError(f"strides must be a positive integer, got {strides!r}")
+        if not isinstance(upsample, int) or isinstance(upsample, bool) or upsample < 1:
+            raise ValueError(f"upsample must be a positive integer, got {upsample!r}")
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
+        self.upsample = upsample
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(
             kernel_initializer or keras.initializers.RandomNormal(mean=0.0, stddev=0.01)
@@ -62,15 +154,51 @@ class ReflectionPadConv2D(keras.layers.Layer):
             self.bias = self.add_weight(name="biases", shape=(self.filters,), initializer="zeros")
 
     def call(self, x):
-        p = self.kernel_size // 2
-        if p:
-            x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
-        y = ops.conv(x, self.kernel, strides=self.strides, padding="valid")
-        return y if self.bias is None else y + self.bias
+        if self.upsample > 1:
+            if self.upsample == 2 and self.kernel_size == 3 and self.strides == 1:
+                kernel = ops.convert_to_tensor(self.kernel)
+                # Reflection padding of the upsampled image repeats its edge pixel, which at
+                # low resolution is edge padding by 1.
+                for axis in (1, 2):
+                    x = tf.concat([_line(x, axis, 0), x, _line(x, axis, -1)], axis=axis)
+                y = tf.nn.conv2d(x, ops.cast(_phase_kernel(kernel), x.dtype), 1, "VALID")
+                return self._add_bias(tf.nn.depth_to_space(y, 2))
+            x = _nearest_upsample(x, self.upsample)
+        return self.convolve(self.pad(x))
+
+    def pad(self, x):
+        """Reflection padding by kernel_size // 2 on H and W."""
+        return reflect_pad(x, self.kernel_size // 2)
+
+    def convolve(self, x):
+        """The VALID convolution of an already padded input [B, H + k - 1, W + k - 1, C]."""
+        kernel = ops.cast(ops.convert_to_tensor(self.kernel), x.dtype)
+        if self.strides == 1 and self.kernel_size >= 5 and self.filters <= self.S2D_MAX_FILTERS:
+            return self._add_bias(self._convolve_s2d(x, kernel))
+        return self._add_bias(tf.nn.conv2d(x, kernel, self.strides, "VALID"))
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + ops.cast(self.bias, y.dtype)
+
+    def _convolve_s2d(self, x, kernel):
+        k = self.kernel_size
+        size = tf.shape(x)[1:3]
+        out = size - (k - 1)
+        # space_to_depth needs even sizes: an odd output size gets one row/column of zeros,
+        # cropped below. TF forwards its input unchanged when the amounts are 0 (the network's
+        # sizes are multiples of 4), so the common case copies nothing.
+        extra = out % 2
+        x = tf.pad(x, [[0, 0], [0, extra[0]], [0, extra[1]], [0, 0]])
+        # tf.pad with computed amounts loses the static channel count (LiteRT then turns the
+        # next conv into a Flex op); the reshape restores it.
+        padded = tf.shape(x)
+        x = tf.reshape(x, tf.stack([padded[0], padded[1], padded[2], kernel.shape[2]]))
+        y = tf.nn.conv2d(tf.nn.space_to_depth(x, 2), _s2d_kernel(kernel), 1, "VALID")
+        return tf.nn.depth_to_space(y, 2)[:, : out[0], : out[1], :]
 
     def compute_output_shape(self, input_shape):
         def out(n):
-            return None if n is None else (n - 1) // self.strides + 1
+            return None if n is None else (n * self.upsample - 1) // self.strides + 1
 
         return (input_shape[0], out(input_shape[1]), out(input_shape[2]), self.filters)
 
@@ -80,6 +208,7 @@ class ReflectionPadConv2D(keras.layers.Layer):
             filters=self.filters,
             kernel_size=self.kernel_size,
             strides=self.strides,
+            upsample=self.upsample,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         if self.use_bias:  # absent otherwise, so configs of bias-free layers are unchanged
@@ -117,6 +246,10 @@ class NearestUpsampling2D(keras.layers.Layer):
     `repeat`, and with dynamic H,W the LiteRT converter then loses the channel dimension and turns
     the next convolution into a Flex op. A nearest resize by an exact integer factor is pixel
     repetition, so the numbers are identical.
+
+    In the transformer, `model.fuse_upsampling` hands the factor to the convolution that follows
+    (which computes the same sums at low resolution) and leaves this layer at factor 1, a
+    pass-through.
     """
 
     def __init__(self, factor=2, **kwargs):
@@ -142,21 +275,80 @@ class NearestUpsampling2D(keras.layers.Layer):
         return config
 
 
+def moments(x):
+    """Per-example, per-channel mean and biased variance of x [B,H,W,C] over H and W, in float32,
+    each [B,1,1,C].
+
+    Means over H, then over W: one float32 reduction over a 1024x1024 plane is off by 3.6e-4 in
+    TF and 2.9e-3 in LiteRT (against float64); two of <= 1024 terms by ~4e-5.
+    """
+    x32 = ops.cast(x, "float32")
+    mean = ops.mean(ops.mean(x32, axis=1, keepdims=True), axis=2, keepdims=True)
+    centred = tf.math.squared_difference(x32, mean)
+    variance = ops.mean(ops.mean(centred, axis=1, keepdims=True), axis=2, keepdims=True)
+    return mean, variance
+
+
+def normalize(x, mean, variance, gamma, beta, epsilon, dtype):
+    """(x - mean) / sqrt(variance + epsilon) * gamma + beta, as one scale and one shift per example
+    and channel.
+
+    mean, variance: [B,1,1,C] (from `moments`, or statistics accumulated elsewhere, e.g. over
+    the tiles of a large image); gamma, beta: [B,C]. Batches broadcast: an x of batch 1 with
+    gamma/beta of batch S gives S outputs, one per row (several styles of one image).
+    """
+    x = ops.cast(x, "float32")
+    if x.shape[0] == 1 and gamma.shape[0] == 1:
+        return ops.cast(_normalize_one(x, mean, variance, gamma, beta, epsilon), dtype)
+    scale = gamma[:, None, None, :] * ops.rsqrt(variance + epsilon)
+    shift = beta[:, None, None, :] - mean * scale
+    return ops.cast(x * scale + shift, dtype)
+
+
+def _normalize_one(x, mean, variance, gamma, beta, epsilon):
+    """`normalize` of one example (batch 1 known when traced) as TF's inference batch norm.
+
+    TF fuses that op with a ReLU that follows into one pass over x (`_FusedBatchNormEx`), where
+    x * scale + shift and a ReLU take three: 76 vs 132 ms of CPU at 1024x1024x32. The LiteRT
+    converter lowers it to the same MUL and ADD as the batched form. The op's own gradient
+    treats mean and variance as constants; here they are functions of x, so the gradient is
+    written out.
+    """
+    channels = x.shape[-1]
+
+    @tf.custom_gradient
+    def norm(x, mean, variance, gamma, beta):
+        y, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.reshape(gamma, [channels]), offset=tf.reshape(beta, [channels]),
+            mean=tf.reshape(mean, [channels]), variance=tf.reshape(variance, [channels]),
+            epsilon=epsilon, is_training=False)
+
+        def grad(dy):
+            r = tf.math.rsqrt(variance + epsilon)  # [1,1,1,C]
+            g = gamma[:, None, None, :]
+            centred = x - mean
+            sum_dy = tf.reduce_sum(dy, axis=[1, 2], keepdims=True)
+            sum_dy_centred = tf.reduce_sum(dy * centred, axis=[1, 2], keepdims=True)
+            return (dy * (r * g),
+                    -sum_dy * r * g,
+                    -0.5 * sum_dy_centred * g * r * r * r,
+                    tf.reshape(sum_dy_centred * r, [1, channels]),
+                    tf.reshape(sum_dy, [1, channels]))
+
+        return y, grad
+
+    return norm(x, mean, variance, gamma, beta)
+
+
 def instance_norm(x, gamma, beta, epsilon, dtype):
     """Instance normalization of x [B,H,W,C] with per-example gamma, beta [B,C], in float32.
 
     The one normalization of the package: every conditional norm (style weights, or a style
-    embedding's projection) computes its gamma/beta and calls this.
+    embedding's projection) computes its gamma/beta and calls this. An x of batch 1 with gamma,
+    beta of batch S is normalized once and gives S outputs (see `normalize`).
     """
-    x32 = ops.cast(x, "float32")
-    # Means over H, then over W: one float32 reduction over a 1024x1024 plane is off by
-    # 3.6e-4 in TF and 2.9e-3 in LiteRT (against float64); two of <= 1024 terms by ~4e-5.
-    mean = ops.mean(ops.mean(x32, axis=1, keepdims=True), axis=2, keepdims=True)
-    variance = ops.mean(
-        ops.mean(ops.square(x32 - mean), axis=1, keepdims=True), axis=2, keepdims=True
-    )
-    y = (x32 - mean) * ops.rsqrt(variance + epsilon) * gamma[:, None, None, :] + beta[:, None, None, :]
-    return ops.cast(y, dtype)
+    mean, variance = moments(x)
+    return normalize(x, mean, variance, gamma, beta, epsilon, dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -169,6 +361,9 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
       weights are used as given, not renormalized, as in Magenta's `weighted_instance_norm`).
     - `style_weights` integer [B]: one style label per example (Magenta's
       `conditional_instance_norm`).
+    An x of batch 1 with B style rows gives B outputs: the moments of x are computed once and
+    each row's gamma/beta applied to them (several styles of one image share everything before
+    the first norm).
 
     Moments are taken per example and channel over H and W, with biased variance. They are
     computed in float32 even under a mixed precision policy: a float16 variance of large
@@ -323,15 +518,21 @@ class PadToMultiple(keras.layers.Layer):
         self.multiple = multiple
 
     def call(self, x):
-        shape = ops.shape(x)
         m = self.multiple
-        pad_h = (m - shape[1] % m) % m
-        pad_w = (m - shape[2] % m) % m
-        y = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
-        # With computed pad amounts the LiteRT converter loses every static dimension, the
-        # channel count too, and the next Conv2D becomes a Flex op; a reshape restores C.
-        size = tf.shape(y)
-        return tf.reshape(y, tf.stack([size[0], size[1], size[2], x.shape[-1]]))
+        if m == 1:
+            return x
+        channels = x.shape[-1]
+        shape = tf.shape(x)
+        size = (shape[1:3] + m - 1) // m * m
+        # Reflect m - 1 rows/columns (as `reflect_pad` does, for LiteRT's sake), keep what is
+        # needed. Needs H, W >= m (the network needs >= 16).
+        for axis in (1, 2):
+            x = tf.concat([x] + [_line(x, axis, -i) for i in range(2, m + 1)], axis=axis)
+        x = x[:, : size[0], : size[1], :]
+        # With computed sizes the LiteRT converter loses every static dimension, the channel
+        # count too, and the next Conv2D becomes a Flex op; a reshape restores C.
+        size = tf.shape(x)
+        return tf.reshape(x, tf.stack([size[0], size[1], size[2], channels]))
 
     def compute_output_shape(self, input_shape):
         def out(n):

@@ -101,8 +101,64 @@ def build_transformer(num_styles, preset="paper", alpha=1.0, name="transformer")
     x = CropToReference(name="crop")([x, image])
     # float32 output under mixed precision: float16 rounding would saturate values near 0 and 1.
     stylized = keras.layers.Activation("sigmoid", dtype="float32", name="stylized")(x)
-    return keras.Model(inputs={"image": image, "style_weights": style_weights},
-                       outputs=stylized, name=name)
+    model = keras.Model(inputs={"image": image, "style_weights": style_weights},
+                        outputs=stylized, name=name)
+    return fuse_upsampling(model)
+
+
+def fuse_upsampling(model):
+    """Moves each nearest upsampling into the convolution it feeds; returns `model`, changed in place.
+
+    A `NearestUpsampling2D` whose output goes only to a `ReflectionPadConv2D` (Magenta's
+    `upsampling`: resize, then conv) becomes factor 1, a pass-through, and the conv gets
+    `upsample=factor`, which computes the same sums at low resolution (see the conv's docstring)
+    instead of convolving a 4x larger copy. The layers stay where they were, so layer names,
+    variables, the order of layers (what a training checkpoint's object graph is keyed by) and
+    the `.keras` layout do not change. `build_transformer` and `checkpoint.load_model` apply it;
+    any network built from these layers can. Idempotent.
+    """
+    consumers = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        for tensor in inputs:
+            consumers.setdefault(id(tensor), []).append(layer)
+    outputs = {id(t) for t in model.outputs}
+    for layer in model.layers:
+        if not isinstance(layer, NearestUpsampling2D) or layer.factor == 1:
+            continue
+        if len(layer._inbound_nodes) != 1 or id(layer.output) in outputs:
+            continue
+        users = consumers.get(id(layer.output), [])
+        if len(users) != 1 or not isinstance(users[0], ReflectionPadConv2D):
+            continue
+        conv = users[0]
+        if conv.upsample != 1 or conv.strides != 1 or len(conv._inbound_nodes) != 1:
+            continue
+        conv.upsample, layer.factor = layer.factor, 1
+    return model
+
+
+def with_compute_dtype(model, policy):
+    """A copy of `model` with the same weights whose layers compute under the Keras dtype policy
+    `policy` (e.g. "mixed_bfloat16": bfloat16 convolutions, float32 variables). The norms keep
+    their statistics in float32 and the output layer stays float32, as under mixed precision
+    training. The model is left unchanged."""
+    output_layer = model.layers[-1]
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer is not output_layer and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    for attribute in ("style_names", "manifest"):
+        if hasattr(model, attribute):
+            setattr(copy, attribute, getattr(model, attribute))
+    return fuse_upsampling(copy)
 
 
 def magenta_name(variable):

@@ -188,213 +188,82 @@ def weight_matrix(selection, num_styles):
 _FORWARDS = weakref.WeakKeyDictionary()
 
 
-def compiled_forward(model, jit_compile=False, fast=True):
-    """A `tf.function` running `model` on (image [B,H,W,3], style_weights [B,N]); one per model.
+PRECISIONS = ("float32", "bfloat16")
 
-    The signature leaves batch, height and width free, so new sizes reuse the same graph instead
-    of retracing. `fast=True` runs `fast_forward` (the same network, re-arranged for CPU speed;
-    equal to the Keras graph within float rounding) when the model has the standard layout, and
-    the Keras graph otherwise. `jit_compile=True` asks XLA for a kernel per shape: faster for
-    repeated sizes, but every new size compiles for a few seconds.
+
+def compiled_forward(model, jit_compile=False, precision="float32"):
+    """A function running `model` on (image [B,H,W,3], style_weights [S,N]) as a `tf.function`.
+
+    B is S, or 1 for S styles of one image (the network then computes everything before the
+    first norm once). The signatures leave height and width free, so new sizes reuse the same
+    graph instead of retracing; one image with one style runs a graph traced for batch 1, where
+    the norms can fuse their scale, shift and ReLU into one pass (`layers.normalize`). This is the
+    model's own graph, the one the SavedModel and LiteRT exports run. `jit_compile=True` asks
+    XLA for a kernel per shape: faster for repeated sizes, but every new size compiles for
+    several seconds. `precision="bfloat16"` runs a copy of the model whose convolutions compute
+    in bfloat16 (norm statistics and output stay float32): on CPUs with AMX or AVX512_BF16 several
+    times faster, at a pixel error of about 1 uint8 level on average (BUILD_NOTES). One per model
+    and setting.
     """
     import tensorflow as tf
 
-    key = (bool(jit_compile), bool(fast))
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    key = (bool(jit_compile), precision)
     per_model = _FORWARDS.setdefault(model, {})
     if key not in per_model:
-        from image_stylization.model import num_styles_of
+        from image_stylization.model import num_styles_of, with_compute_dtype
 
         n = num_styles_of(model)
-        plan = _plan(model) if fast else None
-        ref = weakref.ref(model)  # the graph holds the variables, not the model
+        if precision == "bfloat16":
+            # Kept alive by the dict entry below, which dies with `model`.
+            per_model["bfloat16 model"] = with_compute_dtype(model, "mixed_bfloat16")
+            ref = weakref.ref(per_model["bfloat16 model"])
+        else:
+            ref = weakref.ref(model)  # the graphs hold the variables, not the model
 
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, None, None, 3], tf.float32),
-                tf.TensorSpec([None, n], tf.float32),
-            ],
-            jit_compile=bool(jit_compile),
-            reduce_retracing=True,
-        )
+        def trace(batch):
+            @tf.function(
+                input_signature=[
+                    tf.TensorSpec([batch, None, None, 3], tf.float32),
+                    tf.TensorSpec([batch, n], tf.float32),
+                ],
+                jit_compile=bool(jit_compile),
+            )
+            def forward(image, style_weights):
+                return ref()({"image": image, "style_weights": style_weights}, training=False)
+
+            return forward
+
+        single, batched = trace(1), trace(None)
+
         def forward(image, style_weights):
-            if plan is not None:
-                return fast_forward(plan, image, style_weights)
-            return ref()({"image": image, "style_weights": style_weights}, training=False)
+            if len(image) == 1 and len(style_weights) == 1:
+                return single(image, style_weights)
+            return batched(image, style_weights)
 
         per_model[key] = forward
     return per_model[key]
 
 
-# ----------------------------------------------------------------------------- fast forward
-# The Keras graph is the reference; this is the same arithmetic arranged for CPU speed. Measured
-# in bench/inference.py: most of the gain comes from the thin full-resolution convolutions
-# (expand.conv2 8->4 after an upsampling, expand.conv3 9x9 4->3), which use a CPU's vector lanes
-# poorly. They become convolutions with 4x the output channels at half resolution followed by a
-# depth_to_space, which compute the same sums:
-# - nearest x2 upsampling, reflection pad 1, 3x3 conv == edge pad 1 at low resolution, a 3x3
-#   conv whose output phases (a, b) sum the taps that land on the same low-res pixel, then
-#   depth_to_space;
-# - a stride-1 k x k conv on an even-sized input == space_to_depth(2), a ceil(k/2) conv, then
-#   depth_to_space.
+def run_model(model, image, weights, jit_compile=False, precision="float32"):
+    """Stylizes one float image [H, W, 3] with each row of `weights` [S, N] -> float32 [S, H, W, 3].
 
-
-def _selection(kernel, mode):
-    """0/1 tensor mapping taps of a k-tap kernel (per axis) to the re-arranged kernel's taps.
-
-    "s2d": S[d, t, r, a] = 1 when original tap d reads offset t of the space_to_depth grid at
-    input phase r, for output phase a. "upsample" (nearest x2 then reflection pad 1; k = 3 only):
-    S[d, t, a] = 1 when original tap d reads low-resolution offset t for output phase a.
-    """
-    if mode == "s2d":
-        q = (kernel + 1) // 2
-        sel = np.zeros((kernel, q, 2, 2), np.float32)
-        for t in range(q):
-            for r in range(2):
-                for a in range(2):
-                    d = 2 * t + r - a
-                    if 0 <= d < kernel:
-                        sel[d, t, r, a] = 1.0
-        return sel
-    sel = np.zeros((kernel, kernel, 2), np.float32)
-    for d in range(kernel):
-        for a in range(2):
-            sel[d, (a + d + 1) // 2, a] = 1.0
-    return sel
-
-
-def _plan(model):
-    """The network as a list of stages read from the standard layer names, or None."""
-    def stage(name, activation, upsample=1):
-        conv = model.get_layer(name)
-        norm = model.get_layer(f"{name}.InstanceNorm")
-        return dict(conv=conv, norm=norm, activation=activation, upsample=upsample)
-
-    names = {layer.name for layer in model.layers}
-    try:
-        stages = []
-        i = 1
-        while f"contract.conv{i}" in names:
-            stages.append(stage(f"contract.conv{i}", "relu"))
-            i += 1
-        b = 1
-        while f"residual.residual{b}.conv1" in names:
-            stages.append(("residual_start",))
-            stages.append(stage(f"residual.residual{b}.conv1", "relu"))
-            stages.append(stage(f"residual.residual{b}.conv2", None))
-            stages.append(("residual_add",))
-            b += 1
-        i = 1
-        while f"expand.conv{i}.conv" in names:
-            up = names & {f"expand.conv{i}.upsample"}
-            factor = model.get_layer(up.pop()).factor if up else 1
-            last = f"expand.conv{i + 1}.conv" not in names
-            stages.append(stage(f"expand.conv{i}.conv", "sigmoid" if last else "relu", factor))
-            i += 1
-    except ValueError:  # a layer named as expected is missing
-        return None
-    # Only a model built by `build_transformer` is re-arranged: every conv, norm, upsampling
-    # and residual addition of the model must be accounted for by the plan.
-    convs = [s for s in stages if isinstance(s, dict)]
-    counts = {}
-    for layer in model.layers:
-        kind = type(layer).__name__
-        counts[kind] = counts.get(kind, 0) + 1
-    expected = {
-        "ReflectionPadConv2D": len(convs),
-        "ConditionalInstanceNormalization": len(convs),
-        "NearestUpsampling2D": sum(1 for s in convs if s["upsample"] > 1),
-        "Add": b - 1,
-    }
-    if not convs or any(counts.get(kind, 0) != n for kind, n in expected.items()):
-        return None
-    for s in convs:
-        if s["conv"].kernel_size % 2 == 0 or s["upsample"] not in (1, 2):
-            return None
-    convs[-1]["s2d"] = convs[-1]["conv"].strides == 1
-    return stages
-
-
-def _conv(x, st):
-    import tensorflow as tf
-
-    conv = st["conv"]
-    k, stride, kernel = conv.kernel_size, conv.strides, conv.kernel
-    p = k // 2
-    if st["upsample"] == 2 and stride == 1 and k == 3:
-        sel = tf.constant(_selection(k, "upsample"))
-        cin, cout = kernel.shape[2], kernel.shape[3]
-        phased = tf.einsum("yta,xsb,yxio->tsiabo", sel, sel, kernel)
-        phased = tf.reshape(phased, [k, k, cin, 4 * cout])
-        x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="SYMMETRIC")  # edge pad, p <= 1
-        return tf.nn.depth_to_space(tf.nn.conv2d(x, phased, 1, "VALID"), 2)
-    if st["upsample"] > 1:
-        size = tf.shape(x)[1:3] * st["upsample"]
-        x = tf.image.resize(x, size, method="nearest")
-    x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
-    if st.get("s2d"):
-        sel = tf.constant(_selection(k, "s2d"))
-        cin, cout = kernel.shape[2], kernel.shape[3]
-        q = (k + 1) // 2
-        packed = tf.einsum("ytra,xsub,yxio->tsruiabo", sel, sel, kernel)
-        packed = tf.reshape(packed, [q, q, 4 * cin, 4 * cout])
-        x = tf.nn.space_to_depth(x, 2)
-        return tf.nn.depth_to_space(tf.nn.conv2d(x, packed, 1, "VALID"), 2)
-    return tf.nn.conv2d(x, kernel, stride, "VALID")
-
-
-def _instance_norm(x, norm, style_weights, activation):
-    """Conditional instance norm as one scale and shift per example and channel."""
-    import tensorflow as tf
-
-    gamma = tf.matmul(style_weights, norm.gamma)[:, None, None, :]
-    beta = tf.matmul(style_weights, norm.beta)[:, None, None, :]
-    mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-    scale = gamma * tf.math.rsqrt(variance + norm.epsilon)
-    y = x * scale + (beta - mean * scale)
-    if activation == "relu":
-        return tf.nn.relu(y)
-    if activation == "sigmoid":
-        return tf.math.sigmoid(y)
-    return y
-
-
-def fast_forward(plan, image, style_weights):
-    """The transformer's forward pass from `_plan(model)`: same inputs and output as the model."""
-    import tensorflow as tf
-
-    shape = tf.shape(image)
-    h, w = shape[1], shape[2]
-    x = tf.pad(image, [[0, 0], [0, (4 - h % 4) % 4], [0, (4 - w % 4) % 4], [0, 0]], mode="REFLECT")
-    skip = []
-    for st in plan:
-        if st == ("residual_start",):
-            skip.append(x)
-        elif st == ("residual_add",):
-            x = skip.pop() + x
-        else:
-            x = _instance_norm(_conv(x, st), st["norm"], style_weights, st["activation"])
-    return x[:, :h, :w, :]
-
-
-def run_model(model, image, weights, jit_compile=False, fast=True):
-    """Stylizes one float image [H, W, 3] with each row of `weights` [B, N] -> float32 [B, H, W, 3].
-
-    Rows are run as batches of the image, split only when batch x pixels exceeds
+    The image goes in once with all rows (the network shares its style-independent start
+    between them); rows are split into several calls only when S x pixels exceeds
     `MAX_BATCH_PIXELS`.
     """
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {MIN_SIZE} px")
-    forward = compiled_forward(model, jit_compile, fast)
+    forward = compiled_forward(model, jit_compile, precision)
     weights = np.asarray(weights, np.float32)
     chunk = max(1, MAX_BATCH_PIXELS // (h * w))
-    image = np.asarray(image, np.float32)[None]
+    image = np.ascontiguousarray(image, np.float32)[None]
     outs = []
     for start in range(0, len(weights), chunk):
-        rows = weights[start:start + chunk]
-        batch = np.broadcast_to(image, (len(rows),) + image.shape[1:])
-        outs.append(np.asarray(forward(np.ascontiguousarray(batch), rows)))
-    return np.concatenate(outs, axis=0)
+        outs.append(np.asarray(forward(image, weights[start:start + chunk])))
+    return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
 
 # ----------------------------------------------------------------------------- colour and strength
@@ -455,8 +324,8 @@ def _give_back(array, kind):
 
 
 def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
-            preserve_color=False, jit_compile=False, style_image=None, weights=None,
-            style_embedding=None, style_image_size=None):
+            preserve_color=False, jit_compile=False, precision="float32", style_image=None,
+            weights=None, style_embedding=None, style_image_size=None):
     """Stylizes `image` with one style, several styles, or a blend; or with any painting.
 
     With `style_image` (a painting: path, PIL image or array, or a list of them) or
@@ -478,6 +347,8 @@ def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=
       strength: in [0, 1]; the result is `strength * stylized + (1 - strength) * input`.
       preserve_color: keep the input's colours (chroma) and transfer only luminance.
       jit_compile: run the network through XLA (see `compiled_forward`).
+      precision: "float32", or "bfloat16" for bfloat16 convolutions: faster on CPUs with AMX or
+        AVX512_BF16, about 1 uint8 level of difference on average (see `compiled_forward`).
       style_image, weights, style_embedding, style_image_size: see `arbitrary.stylize`.
     """
     if style_image is not None or style_embedding is not None:
@@ -498,6 +369,8 @@ def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=
     if getattr(model, "kind", None) == "arbitrary":
         raise StyleError("this is an arbitrary-style model: give style_image= (a painting)")
     strength = _check_strength(strength)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model = model if model is not None else _default_model()
     names = style_names_of(model)
     selection = resolve_styles(styles, names)  # validated before any pixel work
@@ -507,7 +380,7 @@ def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=
     if strength == 0.0:
         outputs = [content.copy() for _ in weights]
     else:
-        stylized = run_model(model, content, weights, jit_compile=jit_compile)
+        stylized = run_model(model, content, weights, jit_compile=jit_compile, precision=precision)
         outputs = [_finish(content, s, strength, preserve_color) for s in stylized]
     results = [_give_back(o, kind) for o in outputs]
     single = isinstance(styles, dict) or not isinstance(styles, (list, tuple))

@@ -10,6 +10,9 @@ from image_stylization.layers import (
     ConditionalStyleNormalization,
     NearestUpsampling2D,
     ReflectionPadConv2D,
+    instance_norm,
+    moments,
+    normalize,
 )
 
 rng = np.random.default_rng(0)
@@ -72,6 +75,16 @@ class TestConditionalInstanceNormalization:
         y = np.asarray(layer([x, w]))
         np.testing.assert_allclose(y, np_instance_norm(x, w @ gamma, w @ beta), atol=2e-5)
 
+    def test_one_image_many_styles(self):
+        """x of batch 1 with 3 style rows: 3 outputs, each as if x had been repeated."""
+        layer, gamma, beta = make_cin(5, 4)
+        x = rng.normal(2.0, 3.0, (1, 6, 7, 4)).astype("float32")
+        w = np.eye(5, dtype="float32")[[4, 0, 2]]
+        y = np.asarray(layer([x, w]))
+        assert y.shape == (3, 6, 7, 4)
+        np.testing.assert_allclose(y, np_instance_norm(np.repeat(x, 3, 0), w @ gamma, w @ beta),
+                                   atol=2e-5)
+
     def test_config_round_trip(self):
         layer = ConditionalInstanceNormalization(7, epsilon=1e-3, name="cin")
         clone = ConditionalInstanceNormalization.from_config(layer.get_config())
@@ -104,14 +117,42 @@ class TestConditionalInstanceNormalization:
 
 
 class TestReflectionPadConv2D:
-    @pytest.mark.parametrize("kernel,stride,size", [(3, 1, (9, 11)), (3, 2, (8, 10)), (3, 2, (9, 7)), (9, 1, (12, 13))])
-    def test_matches_numpy(self, kernel, stride, size):
-        layer = ReflectionPadConv2D(5, kernel, stride)
+    # (filters, kernel, stride, size): 9x9 and 5x5 stride-1 convs with <= 8 filters take the
+    # space_to_depth arrangement, at even and odd sizes; the others the plain conv.
+    @pytest.mark.parametrize("filters,kernel,stride,size", [
+        (5, 3, 1, (9, 11)), (5, 3, 2, (8, 10)), (5, 3, 2, (9, 7)), (5, 9, 1, (12, 13)),
+        (3, 9, 1, (12, 14)), (4, 5, 1, (11, 9)), (12, 9, 1, (12, 10)),
+    ])
+    def test_matches_numpy(self, filters, kernel, stride, size):
+        layer = ReflectionPadConv2D(filters, kernel, stride)
         x = rng.normal(size=(2, *size, 3)).astype("float32")
         y = np.asarray(layer(x))
         expected = np_reflect_conv(x, np.asarray(layer.kernel), stride)
         assert y.shape == expected.shape
         np.testing.assert_allclose(y, expected, atol=1e-4)
+
+    @pytest.mark.parametrize("kernel,factor,size", [(3, 2, (5, 7)), (3, 2, (6, 4)), (5, 2, (5, 6)),
+                                                    (3, 3, (4, 5))])
+    def test_upsample_matches_numpy(self, kernel, factor, size):
+        """upsample=f is nearest upsampling by f, then the conv (Magenta's `upsampling`)."""
+        layer = ReflectionPadConv2D(6, kernel, upsample=factor)
+        x = rng.normal(size=(2, *size, 4)).astype("float32")
+        y = np.asarray(layer(x))
+        up = x.repeat(factor, axis=1).repeat(factor, axis=2)
+        expected = np_reflect_conv(up, np.asarray(layer.kernel), 1)
+        assert y.shape == expected.shape == (2, size[0] * factor, size[1] * factor, 6)
+        np.testing.assert_allclose(y, expected, atol=1e-4)
+
+    def test_pad_then_convolve_is_call(self):
+        """`convolve` takes an input its caller padded (e.g. a tile with a halo)."""
+        x = rng.normal(size=(1, 14, 10, 4)).astype("float32")
+        for layer in (ReflectionPadConv2D(3, 9), ReflectionPadConv2D(8, 3, 2)):
+            expected = np.asarray(layer(x))
+            p = layer.kernel_size // 2
+            padded = np.asarray(layer.pad(x))
+            np.testing.assert_array_equal(padded, np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)],
+                                                         mode="reflect"))
+            np.testing.assert_array_equal(np.asarray(layer.convolve(padded)), expected)
 
     def test_padding_is_reflect_not_zero(self):
         # A constant image stays constant under reflection padding; zero padding darkens edges.
@@ -136,15 +177,65 @@ class TestReflectionPadConv2D:
         clone = ReflectionPadConv2D.from_config(layer.get_config())
         assert (clone.filters, clone.kernel_size, clone.strides, clone.name) == (8, 5, 2, "c")
         assert "use_bias" not in layer.get_config() and not clone.use_bias
+        clone = ReflectionPadConv2D.from_config(ReflectionPadConv2D(4, 3, upsample=2).get_config())
+        assert clone.upsample == 2
+        # A config written before `upsample` existed.
+        config = layer.get_config()
+        del config["upsample"]
+        assert ReflectionPadConv2D.from_config(config).upsample == 1
 
-    def test_bias_is_added_after_the_convolution(self):
-        layer = ReflectionPadConv2D(5, 3, 2, use_bias=True)
+    @pytest.mark.parametrize("kwargs", [dict(filters=3, kernel_size=3, upsample=2),
+                                        dict(filters=3, kernel_size=9),
+                                        dict(filters=3, kernel_size=3, strides=2)])
+    def test_gradients_equal_plain_arrangement(self, kwargs):
+        """The re-arranged sums have the gradients of the plain ones (resize, MirrorPad, conv),
+        eagerly and compiled by XLA (the whole training step can be compiled)."""
+        import tensorflow as tf
+
+        layer = ReflectionPadConv2D(**kwargs)
+        factor = kwargs.get("upsample", 1)
+        x = tf.constant(rng.normal(size=(2, 6, 8, 4)).astype("float32"))
+        layer(x)
+        dy = tf.constant(rng.normal(size=tuple(layer(x).shape)).astype("float32"))
+
+        def plain(x):
+            if factor > 1:
+                x = tf.image.resize(x, [6 * factor, 8 * factor], method="nearest")
+            p = layer.kernel_size // 2
+            x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            return tf.nn.conv2d(x, layer.kernel, layer.strides, "VALID")
+
+        def grads(fn):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+            return tape.gradient(y, [x, layer.kernel], output_gradients=dy)
+
+        expected = grads(plain)
+        for got in (grads(layer), tf.function(lambda: grads(layer), jit_compile=True)()):
+            for g, e in zip(got, expected):
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+    @pytest.mark.parametrize("upsample", [0, -1, 1.5, True])
+    def test_bad_upsample(self, upsample):
+        with pytest.raises(ValueError, match="upsample must be a positive integer"):
+            ReflectionPadConv2D(4, 3, upsample=upsample)
+
+    # Each arrangement (plain stride 2, space_to_depth 9x9, low-resolution upsampling) adds it.
+    @pytest.mark.parametrize("filters,kernel,stride,upsample", [(5, 3, 2, 1), (3, 9, 1, 1),
+                                                                (5, 3, 1, 2)])
+    def test_bias_is_added_after_the_convolution(self, filters, kernel, stride, upsample):
+        layer = ReflectionPadConv2D(filters, kernel, stride, upsample=upsample, use_bias=True)
         x = rng.normal(size=(2, 9, 8, 3)).astype("float32")
         layer.build(x.shape)
-        bias = rng.normal(size=5).astype("float32")
+        bias = rng.normal(size=filters).astype("float32")
         layer.bias.assign(bias)
-        expected = np_reflect_conv(x, np.asarray(layer.kernel), 2) + bias
+        up = x.repeat(upsample, axis=1).repeat(upsample, axis=2)
+        expected = np_reflect_conv(up, np.asarray(layer.kernel), stride) + bias
         np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-4)
+        if upsample == 1:
+            np.testing.assert_allclose(np.asarray(layer.convolve(layer.pad(x))), expected,
+                                       atol=1e-4)
         assert [w.path.split("/")[-1] for w in layer.weights] == ["weights", "biases"]
         assert ReflectionPadConv2D.from_config(layer.get_config()).use_bias
 
@@ -189,6 +280,56 @@ class TestConditionalStyleNormalization:
         layer = ConditionalStyleNormalization(epsilon=1e-3, name="sn")
         clone = ConditionalStyleNormalization.from_config(layer.get_config())
         assert (clone.epsilon, clone.name) == (1e-3, "sn")
+
+
+def test_normalize_with_supplied_statistics():
+    """`normalize` applies statistics gathered elsewhere: here over the two halves of an image,
+    combined, as a tiled run over a large image would."""
+    x = rng.normal(1.0, 2.0, (2, 10, 6, 3)).astype("float32")
+    gamma = rng.normal(1.0, 0.5, (2, 3)).astype("float32")
+    beta = rng.normal(0.0, 0.5, (2, 3)).astype("float32")
+    (m1, v1), (m2, v2) = (map(np.asarray, moments(half)) for half in (x[:, :5], x[:, 5:]))
+    mean = (m1 + m2) / 2
+    variance = (v1 + m1 ** 2 + v2 + m2 ** 2) / 2 - mean ** 2
+    y = np.asarray(normalize(x, mean, variance, gamma, beta, 1e-5, "float32"))
+    np.testing.assert_allclose(y, np_instance_norm(x, gamma, beta), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(instance_norm(x, gamma, beta, 1e-5, "float32")), y,
+                               atol=2e-5)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_one_example_norm_equals_batched_with_gradients(relu):
+    """A batch of one (batch 1 known when traced) takes a fused form; it gives the numbers and
+    the gradients (x, gamma, beta, through the statistics) of the batched form, also under XLA."""
+    import tensorflow as tf
+
+    x = tf.constant(rng.normal(1.0, 2.0, (1, 9, 7, 4)).astype("float32"))
+    gamma = tf.constant(rng.normal(1.0, 0.5, (1, 4)).astype("float32"))
+    beta = tf.constant(rng.normal(0.0, 0.5, (1, 4)).astype("float32"))
+    dy = tf.constant(rng.normal(size=(1, 9, 7, 4)).astype("float32"))
+    act = tf.nn.relu if relu else tf.identity
+
+    def one(x, gamma, beta):
+        return act(instance_norm(x, gamma, beta, 1e-5, "float32"))
+
+    def batched(x, gamma, beta):  # the same example twice: batch 2, the general form
+        two = instance_norm(tf.concat([x, x], 0), tf.concat([gamma, gamma], 0),
+                            tf.concat([beta, beta], 0), 1e-5, "float32")
+        return act(two[:1])
+
+    def grads(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([x, gamma, beta])
+            y = fn(x, gamma, beta)
+        return [y] + tape.gradient(y, [x, gamma, beta], output_gradients=dy)
+
+    expected = grads(batched)
+    np.testing.assert_allclose(expected[0], act(np_instance_norm(x.numpy(), gamma.numpy(),
+                                                                 beta.numpy())), atol=2e-5)
+    for got in (grads(one), tf.function(lambda: grads(one))(),
+                tf.function(lambda: grads(one), jit_compile=True)()):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
 def test_nearest_upsampling_is_pixel_repetition():

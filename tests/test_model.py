@@ -1,17 +1,25 @@
-"""The transformer network: sizes, parameter counts, names, blending, serialization."""
+"""The transformer network: sizes, parameter counts, names, blending, serialization, and its
+arithmetic against a float64 numpy forward pass (numpy_reference.py)."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import keras
 
+import numpy_reference
+from image_stylization.checkpoint import bundled_checkpoint_dir, load_model
+from image_stylization import layers as layers_module
+from image_stylization.layers import NearestUpsampling2D, ReflectionPadConv2D
 from image_stylization.model import (
     build_transformer,
     conv_layers,
     count_parameters,
+    fuse_upsampling,
     magenta_name,
     norm_layers,
 )
+from image_stylization.stylize import demo_image_path
 
 rng = np.random.default_rng(1)
 
@@ -148,3 +156,167 @@ def test_too_small_image(small):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_transformer(**kwargs)
+
+
+# --- the arithmetic against float64 ---------------------------------------------------------------
+
+BUNDLED = ["tf_stylize_26", "paper_6styles"]  # the android_26 and paper presets, trained weights
+
+
+def _weights(model):
+    return {magenta_name(v): np.asarray(v) for v in model.weights}
+
+
+def _randomize(model, seed):
+    r = np.random.default_rng(seed)
+    for layer in conv_layers(model):
+        fan_in = np.prod(layer.kernel.shape[:3])
+        layer.kernel.assign(r.normal(0, 1.5 / np.sqrt(fan_in), layer.kernel.shape).astype("float32"))
+    for layer in norm_layers(model):
+        layer.gamma.assign(r.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
+        layer.beta.assign(r.normal(0, 0.5, layer.beta.shape).astype("float32"))
+    return model
+
+
+def _photo(size):
+    image = Image.open(demo_image_path()).convert("RGB").resize((size, size), Image.LANCZOS)
+    return (np.asarray(image, np.float32) / 255)[None]
+
+
+@pytest.mark.parametrize("preset,alpha", [("android_26", 1.0), ("paper", 0.25), ("paper", 1.0)])
+@pytest.mark.parametrize("shape", [(2, 37, 53), (1, 16, 16), (1, 64, 44)])
+def test_random_weights_match_float64(preset, alpha, shape):
+    model = _randomize(build_transformer(3, preset=preset, alpha=alpha), 7)
+    x = rng.random(shape + (3,), dtype="float32")
+    w = rng.random((shape[0], 3)).astype("float32")  # blends, not normalized
+    expected = numpy_reference.forward(_weights(model), x, w)
+    assert np.abs(run(model, x, w) - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_match_float64_small(name):
+    model = load_model(bundled_checkpoint_dir(name))
+    n = len(model.style_names)
+    x = np.concatenate([_photo(52)[:, :, :40], rng.random((1, 52, 40, 3), dtype="float32")])
+    w = np.eye(n, dtype="float32")[[0, n - 1]]
+    w[1] = 0.5 * w[1] + 0.5 / n
+    expected = numpy_reference.forward(_weights(model), x, w)
+    assert np.abs(run(model, x, w) - expected).max() <= 1e-5
+    # One image, every style: the image goes in once (batch 1), one output per row.
+    w = np.eye(n, dtype="float32")
+    expected = numpy_reference.forward(_weights(model), x[:1], w)
+    assert np.abs(run(model, x[:1], w) - expected).max() <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_match_float64_at_1024(name):
+    """The float32 network at 1024x1024 against float64, on a photo, in the graph stylize()
+    runs. Style n-1 of tf_stylize_26 is its most sensitive one on this photo (8.2e-5, also
+    with float64 moments: it is the float32 conv sums, amplified by the network); 20 s (android)
+    and 80 s (paper) of float64 on 2 busy cores."""
+    import importlib
+
+    model = load_model(bundled_checkpoint_dir(name))
+    n = len(model.style_names)
+    x = _photo(1024)
+    w = np.eye(n, dtype="float32")[[n - 1]]
+    forward = importlib.import_module("image_stylization.stylize").compiled_forward(model)
+    diff = np.abs(forward(x, w).numpy() - numpy_reference.forward(_weights(model), x, w))
+    assert diff.max() <= 1e-4, diff.max()
+
+
+# --- one graph, whatever wrote the file -------------------------------------------------------------
+
+def normalize_batched(x, mean, variance, gamma, beta, epsilon, dtype):
+    """`layers.normalize` in its batched form whatever the batch (the plain arrangement)."""
+    import tensorflow as tf
+
+    scale = gamma[:, None, None, :] * tf.math.rsqrt(variance + epsilon)
+    return tf.cast(tf.cast(x, "float32") * scale + (beta[:, None, None, :] - mean * scale), dtype)
+
+
+def _unfuse(model):
+    """The plain arrangement: upsampling as its own layer, no space_to_depth conv."""
+    for layer in model.layers:
+        if isinstance(layer, ReflectionPadConv2D) and layer.upsample > 1:
+            layer.upsample = 1
+        if isinstance(layer, NearestUpsampling2D):
+            layer.factor = 2
+    return model
+
+
+def test_upsampling_fused_into_the_conv():
+    model = build_transformer(2, preset="paper", alpha=0.25)
+    ups = [l for l in model.layers if isinstance(l, NearestUpsampling2D)]
+    assert [l.factor for l in ups] == [1, 1]
+    assert [l.upsample for l in conv_layers(model)] == [1] * 13 + [2, 2, 1]
+    names = [l.name for l in model.layers]
+    fuse_upsampling(model)  # idempotent
+    assert [l.upsample for l in conv_layers(model)] == [1] * 13 + [2, 2, 1]
+    assert [l.name for l in model.layers] == names
+
+
+def test_file_in_the_old_layout_loads_fused(tmp_path):
+    """A .keras file written before the fusion (upsampling layers of factor 2, as the bundled
+    files are) loads into the fused arrangement: same layers, variables and pictures."""
+    model = _randomize(build_transformer(2, preset="android_26"), 3)
+    x = rng.random((1, 36, 44, 3), dtype="float32")
+    w = np.array([[0.3, 0.7]], "float32")
+    fused = run(model, x, w)
+    path = tmp_path / "old.keras"
+    _unfuse(model).save(path)
+    plain = keras.saving.load_model(path, safe_mode=True)
+    assert [l.factor for l in plain.layers if isinstance(l, NearestUpsampling2D)] == [2, 2]
+    loaded = load_model(path)
+    assert [l.factor for l in loaded.layers if isinstance(l, NearestUpsampling2D)] == [1, 1]
+    assert [l.name for l in loaded.layers] == [l.name for l in plain.layers]
+    assert [v.path for v in loaded.weights] == [v.path for v in plain.weights]
+    np.testing.assert_allclose(run(loaded, x, w), run(plain, x, w), atol=1e-6)
+    np.testing.assert_allclose(run(loaded, x, w), fused, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_files_unchanged_and_same_pictures(name):
+    path = f"{bundled_checkpoint_dir(name)}/model.keras"
+    plain = keras.saving.load_model(path, safe_mode=True)
+    assert [l.factor for l in plain.layers if isinstance(l, NearestUpsampling2D)] == [2, 2]
+    model = load_model(bundled_checkpoint_dir(name))
+    x = _photo(64)
+    w = np.eye(len(model.style_names), dtype="float32")[[1]]
+    np.testing.assert_allclose(run(model, x, w), run(plain, x, w), atol=2e-6)
+
+
+@pytest.mark.parametrize("batch", [2, 1])
+def test_gradients_equal_plain_arrangement(monkeypatch, batch):
+    """Training through the re-arranged layers: the gradient of every variable equals that of
+    the plain arrangement, and the whole step compiles with XLA. Batch 1 (known when traced)
+    takes the norms' fused form."""
+    import tensorflow as tf
+
+    model = _randomize(build_transformer(3, preset="android_26", alpha=0.5), 11)
+    x = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))
+    w = tf.constant(np.eye(3, dtype="float32")[[0, 2][:batch]])
+    target = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))
+
+    def grads():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model({"image": x, "style_weights": w}, training=True) - target))
+        return tape.gradient(loss, model.trainable_variables)
+
+    fast = [g.numpy() for g in tf.function(grads)()]
+    compiled = [g.numpy() for g in tf.function(grads, jit_compile=True)()] if batch > 1 else fast
+    _unfuse(model)
+    monkeypatch.setattr(ReflectionPadConv2D, "S2D_MAX_FILTERS", 0)
+    plain_norm = normalize_batched if batch == 1 else None
+    if plain_norm:
+        monkeypatch.setattr(layers_module, "normalize", plain_norm)
+    plain = [g.numpy() for g in tf.function(grads)()]
+    # Sums of many float32 terms of both signs: compared at 1e-4 of the variable's largest
+    # gradient, plus a floor for variables whose gradient is zero but for rounding: a norm
+    # ignores a shift of its input (the betas before a conv and a norm).
+    floor = 1e-6 * max(np.abs(p).max() for p in plain)
+    for f, c, p in zip(fast, compiled, plain):
+        atol = 1e-4 * np.abs(p).max() + floor
+        np.testing.assert_allclose(f, p, rtol=1e-3, atol=atol)
+        np.testing.assert_allclose(c, p, rtol=1e-3, atol=atol)
