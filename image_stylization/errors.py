@@ -7,7 +7,7 @@ stderr and exit status 2. Each module re-exports the classes it raises under the
     Error
     +-- InputError (also a ValueError): something the caller gave cannot be used
     |   +-- ImageError, StyleError, CheckpointError, WeightsError, DatasetError,
-    |       DataError, ConfigError, ExportError
+    |       DataError, ConfigError, ExportError, MemoryBudgetError
     +-- TrainingError (also a RuntimeError): a run that cannot go on (diverged, no usable data)
 """
 
@@ -50,6 +50,10 @@ class ConfigError(InputError):
 
 class ExportError(InputError):
     """An export target that cannot be written."""
+
+
+class MemoryBudgetError(InputError):
+    """A photo that cannot be stylized within the memory budget (the message says what would)."""
 
 
 class TrainingError(Error, RuntimeError):
