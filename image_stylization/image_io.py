@@ -4,7 +4,9 @@ This module needs only Pillow and numpy (no TensorFlow).
 """
 
 import os
+import re
 import secrets
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,17 +31,39 @@ def _name(source):
     return "<array>"
 
 
+def _too_large(name, pixels, size=None):
+    dims = f"{size[0]}x{size[1]}, " if size else ""
+    return ImageError(
+        f"{name}: image too large ({dims}{pixels:,} pixels; the limit against decompression "
+        f"bombs is {Image.MAX_IMAGE_PIXELS:,}); if you trust this file, allow it with "
+        f"--max_image_pixels={pixels} (PIL.Image.MAX_IMAGE_PIXELS in Python)")
+
+
 def _open(path):
-    """Opens and fully decodes `path`, turning every failure into an ImageError naming it."""
+    """Opens and fully decodes `path`, turning every failure into an ImageError naming it.
+
+    Pillow's decompression-bomb guard stays on: an image of more than `PIL.Image.MAX_IMAGE_PIXELS`
+    pixels (Pillow's default, 89.5 Mpix, unless a caller such as `--max_image_pixels` changed it)
+    is refused before it is decoded, in one line naming the flag that allows it. Pillow only
+    warns between 1x and 2x its limit; here the limit is the limit.
+    """
     name = os.fspath(path)
     try:
-        with Image.open(name) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(name)
+        with opened as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and img.size[0] * img.size[1] > limit:
+                raise _too_large(name, img.size[0] * img.size[1], img.size)
             img.load()  # decode now: a truncated file fails here, not later
             try:
                 out = ImageOps.exif_transpose(img)
             except Exception:  # noqa: BLE001  (a malformed EXIF block is not worth failing for)
                 out = img.copy()
             return out
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -47,15 +71,29 @@ def _open(path):
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file Pillow can read") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: image too large ({e})") from None
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(name, int(pixels.group(1)) if pixels else 0) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow reports truncated/corrupt data as OSError, and some plugins as SyntaxError.
         raise ImageError(f"{name}: cannot read image ({e})") from None
 
 
-def _pil_to_float(img, name):
-    """Any Pillow mode -> float32 [H, W, 3] in [0, 1]."""
+# 8-bit modes without transparency that `keep_uint8` returns as uint8 RGB (Pillow converts
+# them exactly as `_pil_to_float` does, before the division by 255).
+_UINT8_MODES = ("RGB", "L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _pil_to_float(img, name, keep_uint8=False):
+    """Any Pillow mode -> float32 [H, W, 3] in [0, 1] (uint8 [H, W, 3] with `keep_uint8` for
+    8-bit modes without transparency)."""
     mode = img.mode
+    if keep_uint8 and mode in _UINT8_MODES and "transparency" not in img.info:
+        if mode != "RGB":
+            try:
+                img = img.convert("RGB")
+            except (ValueError, OSError) as e:
+                raise ImageError(f"{name}: cannot convert {mode} image to RGB ({e})") from None
+        return np.asarray(img)
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         # 16-bit grayscale (PNG, TIFF): full 0..65535 range, not clipped to 8 bits.
         gray = np.asarray(img).astype(np.float32) / 65535.0
@@ -124,13 +162,17 @@ def _array_to_float(array, name):
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-def load_image(source):
+def load_image(source, keep_uint8=False):
     """Reads an image as float32 RGB [H, W, 3] in [0, 1].
 
     `source` is a path, a PIL image, or an array: uint8 or uint16 [H, W], [H, W, 3] or [H, W, 4],
     or float in [0, 1]. Files get their EXIF orientation applied; transparent pixels are
     composited onto white; grayscale, palette, CMYK and 16-bit images become RGB on their full
     range. Any failure raises `ImageError` whose message starts with the file name.
+
+    `keep_uint8=True`: 8-bit images without transparency (and uint8 RGB arrays, not copied)
+    come back as uint8 RGB [H, W, 3], a quarter of the float32 memory (144 MB instead of 576 MB
+    at 48 Mpix); `to_float` per tile gives exactly what `load_image` would.
     """
     name = _name(source)
     if isinstance(source, (str, os.PathLike)):
@@ -138,14 +180,24 @@ def load_image(source):
     elif isinstance(source, Image.Image):
         img = source
     elif isinstance(source, np.ndarray):
+        if keep_uint8 and source.dtype == np.uint8 and source.ndim == 3 and source.shape[2] == 3:
+            return source
         return _array_to_float(source, name)
     else:
         raise ImageError(f"{name}: expected a path, a PIL image or a numpy array, got "
                          f"{type(source).__name__}")
-    out = _pil_to_float(img, name)
+    out = _pil_to_float(img, name, keep_uint8)
     if out.shape[0] == 0 or out.shape[1] == 0:
         raise ImageError(f"{name}: empty image ({out.shape[1]}x{out.shape[0]})")
     return out
+
+
+def to_float(image):
+    """uint8 (divided by 255, as `load_image` does) or float image -> float32."""
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    return a.astype(np.float32, copy=False)
 
 
 def to_uint8(image):
@@ -171,10 +223,12 @@ def fit_size(height, width, max_size):
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize_max(image, max_size):
+def resize_max(image, max_size, to_float32=False):
     """Downscales so the longest side is `max_size` (Lanczos, antialiased); never upscales.
 
-    `image` is a float [H, W, 3] array in [0, 1] or a uint8 array; the result has the same dtype.
+    `image` is a float [H, W, 3] array in [0, 1] or a uint8 array; the result has the same dtype,
+    or float32 in [0, 1] with `to_float32` (a uint8 image is then resized channel by channel in
+    float, as `resize_max(to_float(image))` would, without a float copy of the whole input).
     `max_size` None or 0 means no limit.
     """
     if max_size is not None and max_size < 0:
@@ -183,22 +237,25 @@ def resize_max(image, max_size):
     h, w = a.shape[:2]
     new_h, new_w = fit_size(h, w, max_size)
     if (new_h, new_w) == (h, w):
-        return a
-    if a.dtype == np.uint8:
+        return to_float(a) if to_float32 else a
+    if a.dtype == np.uint8 and not to_float32:
         img = Image.fromarray(a)
         return np.asarray(img.resize((new_w, new_h), Image.Resampling.LANCZOS))
     # Per channel in Pillow's float mode: no 8-bit quantization of 16-bit or float inputs.
     channels = a[:, :, None] if a.ndim == 2 else a
+
+    def plane(c):
+        if a.dtype == np.uint8:  # Lanczos is linear: resizing x / 255 is resizing x, / 255
+            return Image.fromarray(np.ascontiguousarray(channels[:, :, c])).convert("F")
+        return Image.fromarray(np.ascontiguousarray(channels[:, :, c], dtype=np.float32), mode="F")
+
     out = np.stack(
-        [
-            np.asarray(
-                Image.fromarray(np.ascontiguousarray(channels[:, :, c], dtype=np.float32), mode="F")
-                .resize((new_w, new_h), Image.Resampling.LANCZOS)
-            )
-            for c in range(channels.shape[2])
-        ],
+        [np.asarray(plane(c).resize((new_w, new_h), Image.Resampling.LANCZOS))
+         for c in range(channels.shape[2])],
         axis=2,
     )
+    if a.dtype == np.uint8:
+        out = out / np.float32(255.0)
     out = np.clip(out, 0.0, 1.0).astype(a.dtype if a.dtype.kind == "f" else np.float32)
     return out[:, :, 0] if a.ndim == 2 else out
 
