@@ -103,7 +103,7 @@ class ProgressLine:
             return
         self.last = now
         fraction = min(fraction, 1.0)
-        text = f"{self.label}: {100 * fraction:3.0f}%"
+        text = f"{self.label}: {int(100 * fraction):3d}%"
         text += (f" ETA {_duration(elapsed * (1 - fraction) / fraction)}" if fraction < 1
                  else f" done in {_duration(elapsed)}")
         if self.tty:

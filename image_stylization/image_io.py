@@ -18,6 +18,9 @@ from image_stylization.errors import ImageError  # noqa: F401  (re-exported)
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
 _SAVE_OPTIONS = {"PNG": {}, "JPEG": {"quality": 90}, "WEBP": {"quality": 90}}
+# PNGs larger than this are written with zlib level 1 instead of Pillow's 6: an 8000x6000
+# photo takes 7.7 s instead of 15.8 s to write, for a 10% larger file (104 vs 94 MB).
+FAST_PNG_PIXELS = 16_000_000
 
 _WHITE = 1.0  # transparent pixels are composited onto white, as image viewers show them
 
@@ -309,7 +312,10 @@ def save_image(image, path, format=None):
         # O_EXCL and mode 0o666 (minus the umask): the final file gets normal permissions.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **_SAVE_OPTIONS[fmt])
+            options = dict(_SAVE_OPTIONS[fmt])
+            if fmt == "PNG" and img.width * img.height > FAST_PNG_PIXELS:
+                options["compress_level"] = 1
+            img.save(f, format=fmt, **options)
         os.replace(tmp, name)
     except OSError as e:
         _remove_quietly(tmp)

@@ -431,7 +431,7 @@ def _tiled(model, content, weights, kind, budget, strength, preserve_color, prog
     runner.expect(len(weights))
     h, w = content.shape[:2]
     dtype = np.uint16 if kind == np.uint16 else np.float32 if kind == np.float32 else np.uint8
-    for row in weights:
+    for k, row in enumerate(weights, start=1):
         out = np.empty((h, w, 3), dtype)
 
         def emit(region, tile):
@@ -440,6 +440,8 @@ def _tiled(model, content, weights, kind, budget, strength, preserve_color, prog
             out[r0:r1, c0:c1] = _convert(_finish(piece, tile, strength, preserve_color), kind)
 
         runner.run(row[None], emit)
+        if progress is not None and k == len(weights):
+            progress(1.0)  # not 0.99999...: the tiles' shares add up in floating point
         yield Image.fromarray(out) if kind == "pil" else out
 
 
