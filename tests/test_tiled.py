@@ -226,3 +226,28 @@ def test_too_small_a_budget_says_which_would_do():
     with pytest.raises(MemoryBudgetError, match=r"4000x3000 image .* needs a memory budget of "
                                                 r"about \d+ MB .*--memory_budget_mb"):
         runner.plan()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, budget_mb", [("tf_stylize_26", 64), ("paper_6styles", 256)])
+def test_bundled_models_tiled_equal_whole_on_a_real_photo(shared, name, budget_mb):
+    """A real photo at an odd size (1601x1203, upscaled from ../shared/data), both bundled
+    models, a style and a blend: a small budget (dozens of tiles in the full-resolution
+    passes) gives the whole-image pictures within 2/255."""
+    from PIL import Image
+
+    from image_stylization.checkpoint import bundled_checkpoint_dir, load_model
+    from image_stylization.stylize import run_model
+
+    with Image.open(shared("content", "n01530575_brambling.jpg")) as im:
+        photo = np.asarray(im.convert("RGB").resize((1601, 1203), Image.Resampling.BICUBIC))
+    model = load_model(bundled_checkpoint_dir(name))
+    n = len(model.style_names)
+    rows = np.eye(n, dtype=np.float32)[[n - 1, 0]]
+    rows[1] = 0.6 * rows[1] + 0.4 * np.eye(n, dtype=np.float32)[2]
+    whole = run_model(model, photo.astype(np.float32) / 255.0, rows)
+    runner, out = _run(model, photo, rows, budget_mb)
+    assert _tiles(runner)[1][0] >= 6
+    diff = np.abs(np.rint(out * 255) - np.rint(whole * 255))
+    assert diff.max() <= 2, diff.max()
+    assert np.abs(out - whole).max() <= 1e-3
