@@ -162,7 +162,8 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
             if all_styles:
                 results = [contact_sheet(
                     image, model, tile_size=tile_size, max_size=max_size, styles=selection,
-                    strength=strength, preserve_color=preserve_color)]
+                    strength=strength, preserve_color=preserve_color,
+                    memory_budget_mb=memory_budget_mb)]
             else:
                 results = iter_stylize(
                     image, selection, model=model, max_size=max_size, strength=strength,

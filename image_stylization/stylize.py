@@ -484,24 +484,27 @@ def _columns(cells):
 
 
 def contact_sheet(image, model=None, tile_size=160, max_size=None, columns=None, styles=None,
-                  strength=1.0, preserve_color=False, labels=True):
+                  strength=1.0, preserve_color=False, labels=True,
+                  memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
     """One image: the input and every style (or `styles`), each labelled "index name" below it.
 
     The styles are computed at `max_size` (default: 2 x `tile_size`, so brush strokes stay visible
-    after downscaling) in batched calls, then each tile is shrunk so its longest side is
-    `tile_size`. Returns an RGB `PIL.Image`.
+    after downscaling) in batched calls (tiled within `memory_budget_mb` if that is large),
+    then each tile is shrunk so its longest side is `tile_size`. Returns an RGB `PIL.Image`.
     """
     model = model if model is not None else _default_model()
     names = style_names_of(model)
+    strength = _check_strength(strength)
     indices = list(range(len(names))) if styles is None else resolve_styles(list(styles), names)
     if isinstance(indices, dict):
         raise StyleError("contact_sheet takes a list of styles, not a blend")
-    content = image_io.resize_max(image_io.load_image(image), max_size or 2 * tile_size)
-    stylized = run_model(model, content, weight_matrix(indices, len(names)))
-    tiles = [content] + [_finish(content, s, _check_strength(strength), preserve_color)
-                         for s in stylized]
+    content = image_io.load_image(image, keep_uint8=True)
+    content = image_io.resize_max(content, max_size or 2 * tile_size, to_float32=True)
+    # One finished style at a time, shrunk at once: a sheet of a large photo holds one.
+    results = iter_stylize(content, indices, model, max_size=0, strength=strength,
+                           preserve_color=preserve_color, memory_budget_mb=memory_budget_mb)
+    tiles = [image_io.to_uint8(image_io.resize_max(t, tile_size)) for t in [content, *results]]
     captions = ["input"] + [f"{i} {names[i]}" for i in indices]
-    tiles = [image_io.to_uint8(image_io.resize_max(t, tile_size)) for t in tiles]
     th, tw = tiles[0].shape[:2]
     cols = columns or _columns(len(tiles))
     rows = math.ceil(len(tiles) / cols)
