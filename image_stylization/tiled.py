@@ -51,9 +51,14 @@ MIN_TILE = 8
 # from the system (page faults on every new tensor), smaller ones are recycled, and they stay
 # in the CPU's caches between the layers of a recipe.
 MAX_TILE_TENSOR = 100000 * MB
-# Plans that would compute more than this many times the network's multiply-adds (because the
-# budget keeps too little stored) are refused with the budget that would avoid it.
+# Plans estimated to take more than this many times one whole-image pass (because the budget
+# keeps too little stored) are refused with the budget that would avoid it.
 MAX_RECOMPUTE = 4.0
+# Time per float of memory-bound work, in multiply-add equivalents, for the planner's estimates
+# and the progress line (measured on a 1x460x4000x32 float32 tensor on a 2-core Xeon where the
+# 9x9 3->32 conv does ~35 GMAC/s: ReLU 42 ms, layers.normalize 148 ms, layers.moments 188 ms, a
+# numpy <-> TF copy of a stored tile ~1.4 ns per float).
+COST = {"elementwise": 25, "normalize": 90, "moments": 110, "copy": 50}
 # Shares of the budget tried for the tiles' workspace (the rest stores tensors); see `plan`.
 WORKSPACE_SHARES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -226,17 +231,30 @@ class Graph:
         return [rows + cols]
 
     def macs(self, node):
-        """Multiply-adds per output pixel (pointwise layers count a few per channel: they cost
-        memory traffic rather than arithmetic)."""
+        """Multiply-adds per output pixel."""
         if node.kind == "conv":
             k = node.layer.kernel_size
             return k * k * node.inputs[0].channels * node.channels
-        if node.kind in ("image", "condition", "identity", "crop"):
-            return 0
-        return 4 * node.channels
+        return 0
+
+    def cost(self, node):
+        """Estimated time per output pixel, in multiply-add equivalents: element-wise layers
+        cost memory traffic, not arithmetic (see COST)."""
+        if node.kind == "conv":
+            return self.macs(node)
+        if node.kind == "norm":
+            return COST["normalize"] * node.channels
+        if node.kind in ("pointwise", "upsample", "pad"):
+            return COST["elementwise"] * node.channels
+        return 0
 
     def network_macs(self, sizes):
         return sum(self.macs(n) * _area(sizes[n]) for n in self.nodes if n in sizes)
+
+    def network_cost(self, sizes):
+        """Estimated time of one whole-image pass (the norms' moments included)."""
+        return sum((self.cost(n) + (COST["moments"] * n.channels if n.kind == "norm" else 0))
+                   * _area(sizes[n]) for n in self.nodes if n in sizes)
 
     def whole_image_bytes(self, height, width, styles=1):
         """Estimated peak activation memory of one whole-image call with `styles` style rows."""
@@ -326,7 +344,8 @@ class Pass:
     recipe: tuple = ()  # nodes computed per tile, in topological order, leaves included
     leaves: frozenset = frozenset()  # stored nodes (and the image) the recipe reads
     tile: tuple = (0, 0)  # rows, cols of the target's grid per tile
-    macs: float = 0.0  # multiply-adds of the whole pass (halos aside)
+    macs: float = 0.0  # multiply-adds of the whole pass, halos included
+    cost: float = 0.0  # its estimated time in multiply-add equivalents (see COST)
     live_bytes: int = 0  # stored buffers alive during the pass, the target's included
     tile_bytes: int = 0  # estimated workspace of one tile
 
@@ -338,6 +357,7 @@ class Plan:
     budget: int
     peak_bytes: int  # largest live_bytes + tile_bytes over the passes
     recompute: float  # multiply-adds of the plan / of one whole-image run
+    work: float = 1.0  # estimated time of the plan / of one whole-image run (see COST)
 
     def describe(self):
         lines = []
@@ -350,7 +370,8 @@ class Plan:
                          f"{sorted(l.name for l in p.leaves)}, tile {p.tile[0]}x{p.tile[1]}, "
                          f"{(p.live_bytes + p.tile_bytes) / MB:.0f} MB")
         lines.append(f"peak {self.peak_bytes / MB:.0f} MB of {self.budget / MB:.0f} MB, "
-                     f"{self.recompute:.2f}x the whole-image multiply-adds")
+                     f"{self.recompute:.2f}x the whole-image multiply-adds, {self.work:.2f}x "
+                     f"its estimated time")
         return "\n".join(lines)
 
 
@@ -424,7 +445,7 @@ def plan(graph, height, width, budget, known=()):
         workspace = int(budget * share)
         for limit in limits + [None]:
             candidate = _greedy_plan(graph, sizes, budget - workspace, workspace, known, limit)
-            key = (candidate.peak_bytes > budget, round(candidate.recompute, 2), -share)
+            key = (candidate.peak_bytes > budget, round(candidate.work, 2), -share)
             if best is None or key < best[0]:
                 best = (key, candidate)
     best[1].budget = budget
@@ -485,12 +506,13 @@ def _greedy_plan(graph, sizes, storage, workspace, known, limit):
         area = min(workspace / per_px, MAX_TILE_TENSOR / largest)
         p.tile = _tile_shape(size, area)
         p.tile_bytes = int(per_px * p.tile[0] * p.tile[1])
-        p.macs = _pass_work(graph, p, sizes)
+        p.macs, p.cost = _pass_work(graph, p, sizes)
         tile_peak = max(tile_peak, p.tile_bytes)
-    whole = graph.network_macs(sizes)
-    recompute = sum(p.macs for p in passes) / whole if whole else 1.0
+    macs, cost = graph.network_macs(sizes), graph.network_cost(sizes)
+    recompute = sum(p.macs for p in passes) / macs if macs else 1.0
+    work = sum(p.cost for p in passes) / cost if cost else 1.0
     peak = max(p.live_bytes for p in passes) + tile_peak
-    return Plan(passes, sizes, storage + workspace, peak, recompute)
+    return Plan(passes, sizes, storage + workspace, peak, recompute, work)
 
 
 def _regions(graph, recipe, leaves, target, region, sizes):
@@ -505,12 +527,14 @@ def _regions(graph, recipe, leaves, target, region, sizes):
 
 
 def _pass_work(graph, p, sizes):
-    """Multiply-adds of a pass, halos included (each tile placed away from the borders, where
-    its halo is largest)."""
+    """(multiply-adds, estimated cost) of a pass, halos included (each tile placed away from
+    the borders, where its halo is largest); the cost adds reading the stored leaves, storing
+    the target and the statistics (see COST)."""
     h, w = sizes[p.target]
     th, tw = p.tile
     computed = [n for n in p.recipe if n not in p.leaves]
-    total = 0
+    per_target = (COST["copy"] if p.store else 0) + (COST["moments"] if p.kind == "stats" else 0)
+    macs = cost = 0
     for rows, n_rows in ((th, h // th), (h % th, 1 if h % th else 0)):
         for cols, n_cols in ((tw, w // tw), (w % tw, 1 if w % tw else 0)):
             if not n_rows or not n_cols:
@@ -519,10 +543,15 @@ def _pass_work(graph, p, sizes):
             c0 = min(tw, w - cols) if w > cols else 0
             want = _regions(graph, p.recipe, p.leaves, p.target,
                             (r0, r0 + rows, c0, c0 + cols), sizes)
-            tile = sum(graph.macs(n) * (want[n][1] - want[n][0]) * (want[n][3] - want[n][2])
-                       for n in computed)
-            total += tile * n_rows * n_cols
-    return total
+            area = {n: (r[1] - r[0]) * (r[3] - r[2]) for n, r in want.items()}
+            tile_macs = sum(graph.macs(n) * area[n] for n in computed)
+            tile_cost = (sum(graph.cost(n) * area[n] for n in computed)
+                         + sum(COST["copy"] * n.channels * area[n] for n in p.leaves
+                               if n.kind != "image")
+                         + per_target * p.target.channels * rows * cols)
+            macs += tile_macs * n_rows * n_cols
+            cost += tile_cost * n_rows * n_cols
+    return macs, cost
 
 
 def _merges(graph, sizes, stored, known, passes, make, needed, storage, nbytes):
@@ -580,7 +609,7 @@ def needed_budget(graph, height, width, known=(), target=2.0):
     budget = 64 * MB
     limit = max(graph.whole_image_bytes(height, width), budget)
     while budget <= 2 * limit:
-        if plan(graph, height, width, budget, known).recompute <= target:
+        if plan(graph, height, width, budget, known).work <= target:
             return budget
         budget *= 2
     return None
@@ -651,22 +680,22 @@ class TiledRunner:
             return self._plans[first]
         known = () if first else [n for n in self.graph.norms if not n.inputs[0].styled]
         result = plan(self.graph, self.height, self.width, self.budget, known)
-        if result.recompute > self.max_recompute or result.peak_bytes > self.budget:
+        if result.work > self.max_recompute or result.peak_bytes > self.budget:
             need = needed_budget(self.graph, self.height, self.width, known)
             hint = (f"needs a memory budget of about {need // MB} MB" if need else
                     "cannot be planned in any budget")
             raise MemoryBudgetError(
                 f"a {self.width}x{self.height} image with this network {hint} (given "
-                f"{self.budget // MB} MB: {result.recompute:.1f}x the work, peak "
+                f"{self.budget // MB} MB: {result.work:.1f}x the time, peak "
                 f"{result.peak_bytes // MB} MB); raise --memory_budget_mb or lower --max_size")
         self._plans[first] = result
         return result
 
     def cost(self, rows):
-        """Multiply-adds of `rows` conditioning rows (for progress)."""
+        """Estimated cost of `rows` conditioning rows (for progress)."""
         first = self.plan(True)
         later = self.plan(False) if rows > 1 else first
-        return sum(p.macs for p in first.passes) + (rows - 1) * sum(p.macs for p in later.passes)
+        return sum(p.cost for p in first.passes) + (rows - 1) * sum(p.cost for p in later.passes)
 
     def expect(self, rows):
         self._total = self.cost(rows)
@@ -736,7 +765,7 @@ class TiledRunner:
             if p.kind == "output":
                 emit(region, value[0].numpy())
             if self.progress is not None and self._total:
-                self._done += p.macs * (r1 - r0) * (c1 - c0) / (h * w)
+                self._done += p.cost * (r1 - r0) * (c1 - c0) / (h * w)
                 self.progress(min(1.0, self._done / self._total))
         if p.store:
             self._buffers.pop(p.into, None)
