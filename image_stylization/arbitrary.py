@@ -44,6 +44,7 @@ from image_stylization.layers import (
     ReflectionPadConv2D,
 )
 from image_stylization.model import PRESETS, fuse_upsampling
+from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
 
 KIND = "arbitrary"
 WEIGHTS_FILE = "weights.npz"
@@ -200,7 +201,8 @@ class ArbitraryModel:
         """One float image [H,W,3] with each row of `embeddings` [K, D] -> float32 [K,H,W,3].
 
         Rows run as a batch of the image, split when batch x pixels exceeds the budget of
-        `stylize.MAX_BATCH_PIXELS`.
+        `stylize.MAX_BATCH_PIXELS`. The whole image must fit in memory; `stylize` tiles larger
+        ones (`stylize._tiled`).
         """
         from image_stylization.stylize import MAX_BATCH_PIXELS, MIN_SIZE
 
@@ -504,7 +506,8 @@ def style_embeddings(model, style_image=None, style_embedding=None, weights=None
 
 
 def stylize(image, style_image=None, weights=None, model=None, max_size=None, strength=1.0,
-            preserve_color=False, style_image_size=None, style_embedding=None):
+            preserve_color=False, style_image_size=None, style_embedding=None,
+            memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB, progress=None):
     """Stylizes `image` with any painting (see `stylize.stylize`, which delegates here).
 
     Args:
@@ -523,6 +526,8 @@ def stylize(image, style_image=None, weights=None, model=None, max_size=None, st
         the model's, 256).
       style_embedding: instead of paintings, an embedding (D,) or several (K, D), e.g. from
         `predict_style`.
+      memory_budget_mb, progress: as for `stylize.stylize`: a photo whose whole-image pass does
+        not fit the budget is stylized tiled, with the same result (None: always whole-image).
     """
     api = _api()
 
@@ -531,11 +536,36 @@ def stylize(image, style_image=None, weights=None, model=None, max_size=None, st
     embeddings, single = style_embeddings(model, style_image, style_embedding, weights,
                                           style_image_size)
     content, kind = api._read(image)
-    content = image_io.resize_max(content, api.DEFAULT_MAX_SIZE if max_size is None else max_size)
+    content = image_io.resize_max(content, api.DEFAULT_MAX_SIZE if max_size is None else max_size,
+                                  to_float32=True)
+    h, w = content.shape[:2]
+    if min(h, w) < api.MIN_SIZE:
+        raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {api.MIN_SIZE} px")
     rows = interpolate(model, content, embeddings, [strength], style_image_size)
-    outputs = [api._finish(content, s, 1.0, preserve_color) for s in model.transform(content, rows)]
-    results = [api._give_back(o, kind) for o in outputs]
+    results = transform_rows(model, content, rows, kind, preserve_color, memory_budget_mb,
+                             progress)
     return results[0] if single else results
+
+
+def transform_rows(model, content, rows, kind=np.float32, preserve_color=False,
+                   memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB, progress=None):
+    """One result per embedding row of `content` (float [H, W, 3]), finished (colour) and given
+    back as `kind` ("pil", or an array dtype) as `stylize.stylize` gives them.
+
+    A photo whose whole-image pass does not fit `memory_budget_mb` runs tiled with the whole
+    image's statistics, as for the N-style network (the embedding rows condition the norms as
+    style weights do): the same result in bounded memory.
+    """
+    api = _api()
+    h, w = content.shape[:2]
+    if api.rows_per_call(model.transformer, h, w, 1, memory_budget_mb) == 0:
+        return list(api._tiled(model.transformer, content, rows, kind,
+                               api._budget_bytes(memory_budget_mb), 1.0, preserve_color, progress))
+    results = [api._give_back(api._finish(content, s, 1.0, preserve_color), kind)
+               for s in model.transform(content, rows)]
+    if progress is not None:
+        progress(1.0)
+    return results
 
 
 # ----------------------------------------------------------------------------- pictures

@@ -7,7 +7,8 @@ stderr and exit status 2. Each module re-exports the classes it raises under the
     Error
     +-- InputError (also a ValueError): something the caller gave cannot be used
     |   +-- ImageError, StyleError, CheckpointError, WeightsError, DatasetError,
-    |       DataError, ConfigError, ExportError, DependencyError, VideoError
+    |       DataError, ConfigError, ExportError, DependencyError, VideoError,
+    |       MemoryBudgetError
     +-- TrainingError (also a RuntimeError): a run that cannot go on (diverged, no usable data)
     +-- StorageError (also an OSError): the file system failed while an output was written (disk
         full, file too large, I/O error); exit status 1, the earlier outputs are kept
@@ -60,6 +61,10 @@ class DependencyError(InputError):
 
 class VideoError(InputError):
     """A video that cannot be read, has no frames, or cannot be written."""
+
+
+class MemoryBudgetError(InputError):
+    """A photo that cannot be stylized within the memory budget (the message says what would)."""
 
 
 class TrainingError(Error, RuntimeError):

@@ -36,6 +36,7 @@ import unicodedata
 from absl import flags
 
 from image_stylization import cli, outputs, video
+from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
 
 flags.DEFINE_string(
     "checkpoint", None,
@@ -64,8 +65,20 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_integer(
     "max_size", 1024,
-    "Longest side to stylize at; larger inputs are downscaled (never upscaled). 0: full size. "
-    "With --all_styles the default is 2 x --tile_size.",
+    "Longest side to stylize at; larger inputs are downscaled (never upscaled). 0: full size "
+    "(tiled when the whole image does not fit --memory_budget_mb). With --all_styles the "
+    "default is 2 x --tile_size.",
+)
+flags.DEFINE_integer(
+    "memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB,
+    "The most memory (MB) the network's activations may use. An image that fits is stylized "
+    "at once; a larger one tile by tile, with the same result (the whole image's statistics "
+    "for every instance norm), in more time.",
+)
+flags.DEFINE_integer(
+    "max_image_pixels", None,
+    "Refuse input images of more pixels than this (a guard against decompression bombs). "
+    "Default: Pillow's limit, 89478485. 0: no limit (only for files you trust).",
 )
 flags.DEFINE_integer("tile_size", 160, "With --all_styles: longest side of each tile.")
 flags.DEFINE_float("strength", 1.0, "In [0, 1]: mix of stylized (1) and input (0) pixels.")
@@ -190,17 +203,22 @@ def output_names(basename, selection, ext, all_styles=False):
 
 def transform_images(paths, output_dir, basenames_, model, selection, all_styles=False,
                      max_size=1024, tile_size=160, strength=1.0, preserve_color=False,
-                     output_format="png", several=False, out=sys.stdout, err=sys.stderr):
+                     output_format="png", several=False, out=sys.stdout, err=sys.stderr,
+                     memory_budget_mb=None, progress_delay=3.0):
     """Stylizes each path and writes its outputs; returns the list of (path, error) failures.
 
     With `several` False, the first failure raises; otherwise an image that cannot be read or
     stylized is reported on `err` and the next image is processed. An output that cannot be
     written ends the run either way (every next one would fail too). `output_dir` is created
-    when the first result is ready.
+    when the first result is ready. Each output is written as soon as it is done (a list of
+    styles of a large photo holds one result at a time); a photo taking more than
+    `progress_delay` s shows a progress line with ETA on `err`.
     """
     from image_stylization import image_io
-    from image_stylization.stylize import contact_sheet, stylize
+    from image_stylization.stylize import contact_sheet, iter_stylize
 
+    if memory_budget_mb is None:
+        memory_budget_mb = DEFAULT_MEMORY_BUDGET_MB
     ext = image_io.EXTENSIONS[output_format]
     check_output_dir(output_dir)
     failures = []
@@ -208,20 +226,39 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
     for k, (path, base) in enumerate(zip(paths, basenames_), start=1):
         prefix = f"[{k}/{total}] " if several else ""
         start = time.perf_counter()
+        progress = cli.ProgressLine(f"{prefix}{path}", err, delay=progress_delay)
         try:
-            image = image_io.load_image(path)
+            # uint8 for 8-bit files: 144 MB for a 48 Mpix photo where float32 takes 576 MB.
+            image = image_io.load_image(path, keep_uint8=True)
             names = output_names(base, selection, ext, all_styles)
             targets = [os.path.join(output_dir, n) for n in names]
             if all_styles:
-                results = [contact_sheet(
+                results = iter([contact_sheet(
                     image, model, tile_size=tile_size, max_size=max_size, styles=selection,
-                    strength=strength, preserve_color=preserve_color)]
+                    strength=strength, preserve_color=preserve_color,
+                    memory_budget_mb=memory_budget_mb)])
             else:
-                results = stylize(
+                results = iter_stylize(
                     image, selection, model=model, max_size=max_size, strength=strength,
-                    preserve_color=preserve_color)
-                results = results if isinstance(results, list) else [results]
+                    preserve_color=preserve_color, memory_budget_mb=memory_budget_mb,
+                    progress=progress)
+            del image
+            for target in targets:
+                result = next(results)  # a stylization error is this image's failure
+                # Created only now: a run that fails before its first result leaves nothing.
+                make_output_dir(output_dir)
+                try:
+                    image_io.save_image(result, target)
+                except image_io.ImageError as e:
+                    # The output side failed (disk full, directory gone): so would every next one.
+                    raise _OutputFailed(str(e)) from None
+                del result
+            progress.close()
+        except _OutputFailed as e:
+            progress.close()
+            raise cli.UsageError(str(e)) from None
         except (image_io.ImageError, ValueError) as e:
+            progress.close()
             if not several:
                 raise cli.UsageError(str(e)) from None
             failures.append((path, str(e)))
@@ -231,17 +268,16 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
                 message = f"{path}: {message}"
             print(f"{prefix}error: {message}", file=err, flush=True)
             continue
-        # Created only now: a run that fails before its first result leaves nothing behind.
-        make_output_dir(output_dir)
-        for result, target in zip(results, targets):
-            try:
-                image_io.save_image(result, target)
-            except image_io.ImageError as e:
-                # The output side failed (disk full, directory gone): so would every next image.
-                raise cli.UsageError(str(e)) from None
+        except BaseException:
+            progress.close()
+            raise
         seconds = time.perf_counter() - start
         print(f"{prefix}{path} -> {', '.join(targets)} ({seconds:.1f} s)", file=out, flush=True)
     return failures
+
+
+class _OutputFailed(Exception):
+    """An output could not be written: ends the run even when other images remain."""
 
 
 def transform_video(path, output_dir, basename, model, selection, max_size=None, strength=1.0,
@@ -289,6 +325,15 @@ def main(argv):
         raise cli.UsageError(f"--max_size must be >= 0 (0: full size), got {FLAGS.max_size}")
     if FLAGS.tile_size < 16:
         raise cli.UsageError(f"--tile_size must be >= 16, got {FLAGS.tile_size}")
+    if FLAGS.memory_budget_mb <= 0:
+        raise cli.UsageError(f"--memory_budget_mb must be > 0, got {FLAGS.memory_budget_mb}")
+    if FLAGS.max_image_pixels is not None:
+        if FLAGS.max_image_pixels < 0:
+            raise cli.UsageError(
+                f"--max_image_pixels must be >= 0 (0: no limit), got {FLAGS.max_image_pixels}")
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = FLAGS.max_image_pixels or None
     paths, several = find_inputs(spec) if video_path is None else ([video_path], False)
     if several and FLAGS["output_basename"].present:
         raise cli.UsageError("--output_basename needs a single --input_image (several inputs "
@@ -338,6 +383,7 @@ def main(argv):
         all_styles=FLAGS.all_styles, max_size=max_size, tile_size=FLAGS.tile_size,
         strength=FLAGS.strength, preserve_color=FLAGS.preserve_color,
         output_format=FLAGS.output_format, several=several,
+        memory_budget_mb=FLAGS.memory_budget_mb,
     )
     if failures:
         print(f"{len(failures)} of {len(paths)} images failed", file=sys.stderr)
@@ -387,7 +433,8 @@ def _main_style_images(paths, several, output_dir):
         paths, output_dir, basenames(paths, FLAGS.output_basename), model, styles, strengths,
         max_size=max_size, preserve_color=FLAGS.preserve_color,
         style_image_size=FLAGS.style_image_size, output_format=FLAGS.output_format,
-        all_styles=FLAGS.all_styles, tile_size=FLAGS.tile_size, several=several)
+        all_styles=FLAGS.all_styles, tile_size=FLAGS.tile_size, several=several,
+        memory_budget_mb=FLAGS.memory_budget_mb)
     if failures:
         print(f"{len(failures)} of {len(paths)} images failed", file=sys.stderr)
         sys.exit(1)

@@ -414,6 +414,15 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
     def call(self, inputs):
         x, style = inputs
         self._check_shapes(tuple(x.shape), tuple(style.shape))
+        gamma, beta = self.gamma_beta(style)
+        return instance_norm(x, gamma, beta, self.epsilon, self.compute_dtype)
+
+    def gamma_beta(self, style):
+        """float32 gamma, beta [B, C] for `style` (weights [B, N] or integer labels [B]).
+
+        Split from `call` for callers that normalize with statistics gathered elsewhere (the
+        tiled executor, `tiled.py`, applies `normalize` with whole-image statistics).
+        """
         if len(style.shape) == 1:
             if "int" not in str(style.dtype):
                 raise ValueError(
@@ -422,9 +431,7 @@ class ConditionalInstanceNormalization(keras.layers.Layer):
             weights = ops.one_hot(style, self.num_styles, dtype="float32")
         else:
             weights = ops.cast(style, "float32")
-        gamma = ops.matmul(weights, self.gamma)
-        beta = ops.matmul(weights, self.beta)
-        return instance_norm(x, gamma, beta, self.epsilon, self.compute_dtype)
+        return ops.matmul(weights, self.gamma), ops.matmul(weights, self.beta)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -490,10 +497,15 @@ class ConditionalStyleNormalization(keras.layers.Layer):
     def call(self, inputs):
         x, embedding = inputs
         self._check_shapes(tuple(x.shape), tuple(embedding.shape))
-        embedding = ops.cast(embedding, "float32")
-        gamma = ops.matmul(embedding, self.gamma_weights) + self.gamma_biases
-        beta = ops.matmul(embedding, self.beta_weights) + self.beta_biases
+        gamma, beta = self.gamma_beta(embedding)
         return instance_norm(x, gamma, beta, self.epsilon, self.compute_dtype)
+
+    def gamma_beta(self, embedding):
+        """float32 gamma, beta [B, C] for `embedding` [B, D] (the tiled executor applies them
+        with whole-image statistics, as for `ConditionalInstanceNormalization`)."""
+        embedding = ops.cast(embedding, "float32")
+        return (ops.matmul(embedding, self.gamma_weights) + self.gamma_biases,
+                ops.matmul(embedding, self.beta_weights) + self.beta_biases)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

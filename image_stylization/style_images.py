@@ -23,6 +23,7 @@ import numpy as np
 
 from image_stylization import image_io
 from image_stylization.errors import InputError, StyleError
+from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 EMBEDDING_EXTENSION = ".npy"
@@ -179,16 +180,16 @@ def frame_stylizer(model, styles, strengths=(1.0,), max_size=None, preserve_colo
 def transform_images(paths, output_dir, basenames, model, styles, strengths=(1.0,),
                      max_size=1024, preserve_color=False, style_image_size=None,
                      output_format="png", all_styles=False, tile_size=160, several=False,
-                     out=sys.stdout, err=sys.stderr):
+                     out=sys.stdout, err=sys.stderr, memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
     """Stylizes each content path with each painting (or the blend) and interpolation weight;
     returns the list of (path, error) failures.
 
     The paintings are read and embedded first, so a bad painting fails before any output. With
     `several` False the first failing content image raises; otherwise it is reported on `err`
-    and the next one is processed.
+    and the next one is processed. A photo too large for `memory_budget_mb` in one pass is
+    stylized tiled (same result).
     """
     from image_stylization import arbitrary
-    from image_stylization.stylize import _finish
 
     if all_styles and isinstance(styles, dict):
         raise StyleError("--all_styles takes a list of paintings, not a blend")
@@ -214,8 +215,8 @@ def transform_images(paths, output_dir, basenames, model, styles, strengths=(1.0
             else:
                 content = image_io.resize_max(image, max_size)
                 rows = arbitrary.interpolate(model, content, matrix, strengths, style_image_size)
-                results = [_finish(content, s, 1.0, preserve_color)
-                           for s in model.transform(content, rows)]
+                results = arbitrary.transform_rows(model, content, rows, np.uint8, preserve_color,
+                                                   memory_budget_mb)
             for result, target in zip(results, targets):
                 image_io.save_image(result, target)
         except (image_io.ImageError, ValueError) as e:

@@ -4,11 +4,17 @@
     painting = stylize("photo.jpg", "Starry night")           # PIL.Image
     a, b = stylize(array_uint8, [3, 19])                       # two uint8 arrays, one batched call
     mix = stylize(pil_image, {3: 0.3, 19: 0.7}, strength=0.8)  # one blend, PIL.Image
+    big = stylize("48mpix.jpg", 3, max_size=0)                # full size, tiled in ~1.5 GB
 
 Styles are chosen by index or by the manifest's display name. A list gives one output per entry,
 computed in batched calls; a dict gives one blend, its weights normalized to sum 1, so each
 conditional instance norm uses the convex combination of the styles' gamma/beta (the paper's
 style interpolation, section 5), not a mix of output pixels.
+
+Memory: the network's activations get at most `memory_budget_mb`. A photo whose whole-image
+pass fits is stylized at once; a larger one goes through `tiled.TiledRunner`, whose result is
+the whole-image result (every instance norm with the whole image's statistics) computed tile by
+tile.
 """
 
 import ast
@@ -23,15 +29,18 @@ import weakref
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from image_stylization import image_io
+from image_stylization import image_io, tiled
 from image_stylization.checkpoint import load_model as _load_checkpoint
-from image_stylization.errors import StyleError  # noqa: F401  (re-exported)
+from image_stylization.errors import MemoryBudgetError, StyleError  # noqa: F401  (re-exported)
+from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
 
 # Longest side an image is stylized at unless asked otherwise: ~1 s for the bundled network on a
-# laptop CPU and well under 1 GB of activations. Larger inputs are downscaled, never upscaled.
+# laptop CPU and well under 1 GB of activations. Larger inputs are downscaled, never upscaled;
+# max_size=0 stylizes at full size (tiled when the whole image does not fit the memory budget).
 DEFAULT_MAX_SIZE = 1024
-# Budget of batch x pixels per forward call, so a long style list on a big photo does not need
-# gigabytes of activations at once (the paper network holds ~0.6 kB of float32 per pixel).
+# Most batch x pixels per forward call (besides the memory budget), so a long style list on a big
+# photo does not need gigabytes of activations at once (the networks hold ~0.6 kB of float32
+# per pixel and style).
 MAX_BATCH_PIXELS = 4 * 1024 * 1024
 MIN_SIZE = 16  # the network's own lower bound (two stride-2 stages and 9x9 kernels)
 
@@ -246,23 +255,63 @@ def compiled_forward(model, jit_compile=False, precision="float32"):
     return per_model[key]
 
 
-def run_model(model, image, weights, jit_compile=False, precision="float32"):
+_GRAPHS = weakref.WeakKeyDictionary()
+
+
+def _graph(model):
+    """The model's `tiled.Graph`, or None for a network the tiled executor does not know."""
+    if model not in _GRAPHS:
+        try:
+            _GRAPHS[model] = tiled.Graph(model)
+        except tiled.UnsupportedNetwork:
+            _GRAPHS[model] = None
+    return _GRAPHS[model]
+
+
+def _budget_bytes(memory_budget_mb):
+    if memory_budget_mb is None:
+        return None
+    if isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, numbers.Real) or not (
+            memory_budget_mb > 0):
+        raise ValueError(f"memory_budget_mb must be a number > 0, got {memory_budget_mb!r}")
+    return int(memory_budget_mb * tiled.MB)
+
+
+def rows_per_call(model, height, width, rows, memory_budget_mb=None):
+    """How many style rows one whole-image call may take: at most `MAX_BATCH_PIXELS` in total
+    and, with a budget, the most whose estimated activations fit it (0: not even one row fits,
+    so the image must be tiled)."""
+    chunk = max(1, min(rows, MAX_BATCH_PIXELS // (height * width)))
+    budget = _budget_bytes(memory_budget_mb)
+    graph = _graph(model) if budget is not None else None
+    if graph is None:
+        return chunk
+    while chunk and graph.whole_image_bytes(height, width, chunk) > budget:
+        chunk = chunk // 2 if chunk > 1 else 0
+    return chunk
+
+
+def run_model(model, image, weights, jit_compile=False, precision="float32", memory_budget_mb=None,
+              progress=None):
     """Stylizes one float image [H, W, 3] with each row of `weights` [S, N] -> float32 [S, H, W, 3].
 
     The image goes in once with all rows (the network shares its style-independent start
-    between them); rows are split into several calls only when S x pixels exceeds
-    `MAX_BATCH_PIXELS`.
+    between them); rows are split into several calls when S x pixels exceeds
+    `MAX_BATCH_PIXELS` or their activations would exceed `memory_budget_mb` (one row per call
+    at least: the whole image must fit, see `stylize` for larger ones).
     """
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {MIN_SIZE} px")
     forward = compiled_forward(model, jit_compile, precision)
     weights = np.asarray(weights, np.float32)
-    chunk = max(1, MAX_BATCH_PIXELS // (h * w))
+    chunk = max(1, rows_per_call(model, h, w, len(weights), memory_budget_mb))
     image = np.ascontiguousarray(image, np.float32)[None]
     outs = []
     for start in range(0, len(weights), chunk):
         outs.append(np.asarray(forward(image, weights[start:start + chunk])))
+        if progress is not None:
+            progress(min(1.0, (start + chunk) / len(weights)))
     return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
 
@@ -304,27 +353,33 @@ def _check_strength(strength):
 
 
 def _read(image):
-    """(float [H,W,3], kind) where kind says how to give the result back."""
+    """(image [H,W,3], kind) where kind says how to give the result back; the image is uint8 for
+    8-bit inputs (converted to float per tile or once it is known to fit), float32 otherwise."""
     if isinstance(image, (str, os.PathLike, Image.Image)):
-        return image_io.load_image(image), "pil"
+        return image_io.load_image(image, keep_uint8=True), "pil"
     if isinstance(image, np.ndarray):
         kind = image.dtype if image.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
-        return image_io.load_image(image), kind
+        return image_io.load_image(image, keep_uint8=True), kind
     raise TypeError(f"image must be a path, a PIL image or a numpy array, got {type(image).__name__}")
 
 
-def _give_back(array, kind):
-    if kind == "pil":
-        return Image.fromarray(image_io.to_uint8(array))
-    if kind == np.uint8:
+def _convert(array, kind):
+    """float [.., 3] in [0, 1] -> the array type of `kind` (uint8 for PIL results)."""
+    if kind in ("pil", np.uint8):
         return image_io.to_uint8(array)
     if kind == np.uint16:
         return np.rint(np.clip(array, 0, 1) * 65535).astype(np.uint16)
     return array.astype(np.float32)
 
 
+def _give_back(array, kind):
+    array = _convert(array, kind)
+    return Image.fromarray(array) if kind == "pil" else array
+
+
 def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
-            preserve_color=False, jit_compile=False, precision="float32", style_image=None,
+            preserve_color=False, jit_compile=False, precision="float32",
+            memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB, progress=None, style_image=None,
             weights=None, style_embedding=None, style_image_size=None):
     """Stylizes `image` with one style, several styles, or a blend; or with any painting.
 
@@ -346,10 +401,20 @@ def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=
         None or 0: full size. The result has the (possibly downscaled) input's size.
       strength: in [0, 1]; the result is `strength * stylized + (1 - strength) * input`.
       preserve_color: keep the input's colours (chroma) and transfer only luminance.
-      jit_compile: run the network through XLA (see `compiled_forward`).
+      jit_compile: run the network through XLA (see `compiled_forward`; whole images only).
       precision: "float32", or "bfloat16" for bfloat16 convolutions: faster on CPUs with AMX or
-        AVX512_BF16, about 1 uint8 level of difference on average (see `compiled_forward`).
+        AVX512_BF16, about 1 uint8 level of difference on average (see `compiled_forward`;
+        whole images only, a tiled run is float32).
+      memory_budget_mb: the most memory the network's activations may take (default 1536).
+        An image whose whole-image pass fits runs at once; a larger one runs tiled, with the
+        same result, in passes over the image (about 1.4-2x the work; `tiled.py`). None: always
+        whole-image, however large.
+      progress: optional callable getting the fraction done (0..1) as the work proceeds (per
+        tile of a tiled run, per call of a whole-image one).
       style_image, weights, style_embedding, style_image_size: see `arbitrary.stylize`.
+
+    Raises `MemoryBudgetError` when even the tiled run cannot fit the budget (the message says
+    which budget would do).
     """
     if style_image is not None or style_embedding is not None:
         if styles is not None:
@@ -360,31 +425,82 @@ def stylize(image, styles=None, model=None, max_size=DEFAULT_MAX_SIZE, strength=
         return arbitrary.stylize(image, style_image=style_image, weights=weights, model=model,
                                  max_size=max_size, strength=strength,
                                  preserve_color=preserve_color, style_image_size=style_image_size,
-                                 style_embedding=style_embedding)
+                                 style_embedding=style_embedding,
+                                 memory_budget_mb=memory_budget_mb, progress=progress)
     if styles is None:
         raise StyleError("styles is required: an index, a name, a list or a {style: weight} "
                          "blend (or style_image= for any painting)")
     if weights is not None:
         raise StyleError("weights blend style images; for an N-style blend give styles as a dict")
+    results = list(iter_stylize(
+        image, styles, model=model, max_size=max_size, strength=strength,
+        preserve_color=preserve_color, jit_compile=jit_compile, precision=precision,
+        memory_budget_mb=memory_budget_mb, progress=progress))
+    single = isinstance(styles, dict) or not isinstance(styles, (list, tuple))
+    return results[0] if single else results
+
+
+def iter_stylize(image, styles, model=None, max_size=DEFAULT_MAX_SIZE, strength=1.0,
+                 preserve_color=False, jit_compile=False, precision="float32",
+                 memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB, progress=None):
+    """`stylize`, one result at a time, in the order of `styles` (a blend gives one): a list of
+    styles of a large photo then holds one finished result at a time, not all of them."""
     if getattr(model, "kind", None) == "arbitrary":
         raise StyleError("this is an arbitrary-style model: give style_image= (a painting)")
     strength = _check_strength(strength)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    budget = _budget_bytes(memory_budget_mb)
     model = model if model is not None else _default_model()
     names = style_names_of(model)
     selection = resolve_styles(styles, names)  # validated before any pixel work
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size must be >= 0 (0: full size), got {max_size}")
     content, kind = _read(image)
-    content = image_io.resize_max(content, max_size)
+    if image_io.fit_size(*content.shape[:2], max_size) != content.shape[:2]:
+        # In float, as before uint8 inputs were kept: no 8-bit rounding of the resized photo.
+        content = image_io.resize_max(content, max_size, to_float32=True)
     weights = weight_matrix(selection, len(names))
+    h, w = content.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {MIN_SIZE} px")
     if strength == 0.0:
-        outputs = [content.copy() for _ in weights]
-    else:
-        stylized = run_model(model, content, weights, jit_compile=jit_compile, precision=precision)
-        outputs = [_finish(content, s, strength, preserve_color) for s in stylized]
-    results = [_give_back(o, kind) for o in outputs]
-    single = isinstance(styles, dict) or not isinstance(styles, (list, tuple))
-    return results[0] if single else results
+        for _ in weights:
+            yield _give_back(image_io.to_float(content), kind)
+        return
+    if rows_per_call(model, h, w, 1, memory_budget_mb) == 0:
+        yield from _tiled(model, content, weights, kind, budget, strength, preserve_color,
+                          progress)
+        return
+    content = image_io.to_float(content)
+    chunk = rows_per_call(model, h, w, len(weights), memory_budget_mb)
+    for start in range(0, len(weights), chunk):
+        stylized = run_model(model, content, weights[start:start + chunk], jit_compile, precision)
+        if progress is not None:
+            progress(min(1.0, (start + chunk) / len(weights)))
+        for s in stylized:
+            yield _give_back(_finish(content, s, strength, preserve_color), kind)
+
+
+def _tiled(model, content, weights, kind, budget, strength, preserve_color, progress):
+    """Each row of `weights` through `tiled.TiledRunner`; output tiles are finished (colour,
+    strength) and converted as they come, so no float copy of the whole result is made."""
+    runner = tiled.TiledRunner(model, content, budget, graph=_graph(model), progress=progress)
+    runner.expect(len(weights))
+    h, w = content.shape[:2]
+    dtype = np.uint16 if kind == np.uint16 else np.float32 if kind == np.float32 else np.uint8
+    for k, row in enumerate(weights, start=1):
+        out = np.empty((h, w, 3), dtype)
+
+        def emit(region, tile):
+            r0, r1, c0, c1 = region
+            piece = image_io.to_float(content[r0:r1, c0:c1])
+            out[r0:r1, c0:c1] = _convert(_finish(piece, tile, strength, preserve_color), kind)
+
+        runner.run(row[None], emit)
+        if progress is not None and k == len(weights):
+            progress(1.0)  # not 0.99999...: the tiles' shares add up in floating point
+        yield Image.fromarray(out) if kind == "pil" else out
 
 
 def _font(size):
@@ -426,24 +542,27 @@ def _columns(cells):
 
 
 def contact_sheet(image, model=None, tile_size=160, max_size=None, columns=None, styles=None,
-                  strength=1.0, preserve_color=False, labels=True):
+                  strength=1.0, preserve_color=False, labels=True,
+                  memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
     """One image: the input and every style (or `styles`), each labelled "index name" below it.
 
     The styles are computed at `max_size` (default: 2 x `tile_size`, so brush strokes stay visible
-    after downscaling) in batched calls, then each tile is shrunk so its longest side is
-    `tile_size`. Returns an RGB `PIL.Image`.
+    after downscaling) in batched calls (tiled within `memory_budget_mb` if that is large),
+    then each tile is shrunk so its longest side is `tile_size`. Returns an RGB `PIL.Image`.
     """
     model = model if model is not None else _default_model()
     names = style_names_of(model)
+    strength = _check_strength(strength)
     indices = list(range(len(names))) if styles is None else resolve_styles(list(styles), names)
     if isinstance(indices, dict):
         raise StyleError("contact_sheet takes a list of styles, not a blend")
-    content = image_io.resize_max(image_io.load_image(image), max_size or 2 * tile_size)
-    stylized = run_model(model, content, weight_matrix(indices, len(names)))
-    tiles = [content] + [_finish(content, s, _check_strength(strength), preserve_color)
-                         for s in stylized]
+    content = image_io.load_image(image, keep_uint8=True)
+    content = image_io.resize_max(content, max_size or 2 * tile_size, to_float32=True)
+    # One finished style at a time, shrunk at once: a sheet of a large photo holds one.
+    results = iter_stylize(content, indices, model, max_size=0, strength=strength,
+                           preserve_color=preserve_color, memory_budget_mb=memory_budget_mb)
+    tiles = [image_io.to_uint8(image_io.resize_max(t, tile_size)) for t in [content, *results]]
     captions = ["input"] + [f"{i} {names[i]}" for i in indices]
-    tiles = [image_io.to_uint8(image_io.resize_max(t, tile_size)) for t in tiles]
     th, tw = tiles[0].shape[:2]
     cols = columns or _columns(len(tiles))
     rows = math.ceil(len(tiles) / cols)

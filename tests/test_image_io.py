@@ -1,6 +1,7 @@
 """image_io: every Pillow mode against hand-computed pixel values, EXIF, bad files, rounded atomic saves."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_bad_files_name_the_file(tmp_path, monkeypatch):
         load_image(tmp_path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     big = _save(Image.new("RGB", (30, 30)), tmp_path, "bomb.png")
-    with pytest.raises(ImageError, match=r"^" + big + ".*too large"):
+    with pytest.raises(ImageError, match=r"^" + big + ".*too large.*--max_image_pixels=900 "):
         load_image(big)
 
 
@@ -140,6 +141,53 @@ def test_decode_image_errors_name_the_upload(tmp_path):
     assert image_io.decode_image(data, "big.png", max_pixels=1200).shape == (30, 40, 3)
     with pytest.raises(ImageError, match=r"^cut.png: cannot read image"):
         image_io.decode_image(data[: len(data) // 2], "cut.png")
+
+
+def test_decompression_bomb_limit_is_the_limit(tmp_path, monkeypatch):
+    """Pillow only warns between 1x and 2x its limit; here the limit refuses, in one line that
+    says the size and the flag, and no warning is printed."""
+    big = _save(Image.new("RGB", (30, 20)), tmp_path, "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageError) as e:
+            load_image(big)
+    assert str(e.value) == (
+        f"{big}: image too large (30x20, 600 pixels; the limit against decompression bombs is "
+        f"500); if you trust this file, allow it with --max_image_pixels=600 "
+        f"(PIL.Image.MAX_IMAGE_PIXELS in Python)")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600)
+    assert load_image(big).shape == (20, 30, 3)
+
+
+def test_keep_uint8(tmp_path):
+    """8-bit images come back as uint8 (a quarter of float32's memory), exactly what
+    `load_image` gives before its division by 255; others stay float."""
+    rgb = rng_u8((9, 7, 3))
+    for img, name in [(Image.fromarray(rgb), "rgb.png"), (Image.fromarray(rgb[:, :, 0]), "l.png"),
+                      (Image.fromarray(rgb).convert("P"), "p.png"),
+                      (Image.fromarray(rgb).convert("CMYK"), "c.tif")]:
+        path = _save(img, tmp_path, name)
+        kept = load_image(path, keep_uint8=True)
+        assert kept.dtype == np.uint8 and kept.shape == (9, 7, 3)
+        np.testing.assert_array_equal(image_io.to_float(kept), load_image(path))
+    rgba = _save(Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])), tmp_path, "rgba.png")
+    assert load_image(rgba, keep_uint8=True).dtype == np.float32  # composited onto white
+    g16 = _save(Image.fromarray(np.full((4, 4), 40000, np.uint16)), tmp_path, "g16.png")
+    assert load_image(g16, keep_uint8=True).dtype == np.float32
+    assert load_image(rgb, keep_uint8=True) is rgb  # uint8 RGB arrays are not copied
+
+
+def test_resize_uint8_to_float_without_8_bit_rounding():
+    a = rng_u8((90, 61, 3))
+    out = resize_max(a, 40, to_float32=True)
+    assert out.dtype == np.float32 and out.shape == (40, 27, 3)
+    np.testing.assert_allclose(out, resize_max(image_io.to_float(a), 40), atol=1e-6)
+    np.testing.assert_array_equal(resize_max(a, 100, to_float32=True), image_io.to_float(a))
+
+
+def rng_u8(shape):
+    return np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
 
 
 def test_arrays():

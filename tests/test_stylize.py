@@ -223,3 +223,43 @@ def test_bfloat16_precision_close_to_float32(model, photo):
     np.testing.assert_array_equal(st.stylize(x, 1, model=bundled, max_size=None), full[0])
     with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
         st.stylize(photo, 1, model=model, precision="int8")
+
+
+def test_memory_budget_tiles_with_the_same_result(model, photo, monkeypatch):
+    """A budget too small for the whole image runs tiled (here ~20 tiles a pass) and gives the
+    whole-image result, for one style, a list, a blend with strength and colour kept, and each
+    kind of input; progress goes up to 1."""
+    monkeypatch.setattr(st.tiled, "MAX_TILE_TENSOR", 16 * 1024)
+    runs = []
+    real = st.tiled.TiledRunner.run
+    monkeypatch.setattr(st.tiled.TiledRunner, "run",
+                        lambda self, *a: (runs.append(1), real(self, *a))[1])
+    u8 = (photo * 255).round().astype(np.uint8)
+    cases = [(u8, 1, {}), (u8, [3, 0], {}), (photo, {0: 0.4, 2: 0.6}, dict(strength=0.6)),
+             (Image.fromarray(u8), 2, dict(preserve_color=True))]
+    for image, styles, kw in cases:
+        fractions = []
+        whole = st.stylize(image, styles, model=model, memory_budget_mb=None, **kw)
+        tiled_ = st.stylize(image, styles, model=model, memory_budget_mb=1, progress=fractions.append,
+                            **kw)
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        for a, b in zip(*(r if isinstance(r, list) else [r] for r in (whole, tiled_))):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.dtype == b.dtype and a.shape == b.shape
+            tolerance = 1 if a.dtype == np.uint8 else 1e-5
+            assert np.abs(a.astype(np.float64) - b).max() <= tolerance
+    assert len(runs) == 5  # every tiled call went through the tiled runner, one row at a time
+
+
+def test_budget_too_small_is_an_input_error(model, photo):
+    with pytest.raises(st.MemoryBudgetError, match="--memory_budget_mb"):
+        st.stylize(photo, 0, model=model, memory_budget_mb=0.01)
+    with pytest.raises(ValueError, match="memory_budget_mb must be a number > 0"):
+        st.stylize(photo, 0, model=model, memory_budget_mb=0)
+
+
+def test_rows_per_call_follow_the_budget(model):
+    assert st.rows_per_call(model, 512, 512, 26) == 16  # MAX_BATCH_PIXELS alone
+    fits = st.rows_per_call(model, 512, 512, 26, memory_budget_mb=1536)
+    assert 1 <= fits < 16
+    assert st.rows_per_call(model, 8000, 6000, 1, memory_budget_mb=1536) == 0  # must tile

@@ -130,10 +130,20 @@ def test_cli_bad_index_exits_2_without_output(tmp_path, model_dir):
     (["--output_basename="], "--output_basename '' is empty"),
     (["--output_dir=cat.jpg"], "--output_dir cat.jpg exists and is not a directory"),
     (["--output_dir=cat.jpg/o"], "--output_dir cat.jpg/o: cannot create it ("),
+    (["--memory_budget_mb=0"], "--memory_budget_mb must be > 0"),
+    (["--max_image_pixels=-1"], "--max_image_pixels must be >= 0"),
+    (["--max_image_pixels=1000"], "cat.jpg: image too large (40x32, 1,280 pixels; the limit "
+                                  "against decompression bombs is 1,000); if you trust this "
+                                  "file, allow it with --max_image_pixels=1280"),
+    (["--max_size=0", "--memory_budget_mb=1", "--input_image=big.png"],
+     "a 400x300 image with this network needs a memory budget of about"),
 ])
 def test_main_bad_input_in_process(tmp_path, model_dir, monkeypatch, flags_, message):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main sets it
     _photo(tmp_path / "cat.jpg")
+    if "--input_image=big.png" in flags_:
+        _photo(tmp_path / "big.png", (400, 300))
     (tmp_path / "bad.jpg").write_text("no")
     argv = ["transform", f"--checkpoint={model_dir}", "--input_image=cat.jpg", "--output_dir=o",
             *flags_]
@@ -143,7 +153,9 @@ def test_main_bad_input_in_process(tmp_path, model_dir, monkeypatch, flags_, mes
             transform.main(FLAGS(argv))
     assert isinstance(e.value, cli.usage_errors())
     assert str(e.value).startswith(message)
-    assert sorted(os.listdir(tmp_path)) == ["bad.jpg", "cat.jpg"]  # not even the output folder
+    # Not even the output folder.
+    assert sorted(os.listdir(tmp_path)) == sorted(["bad.jpg", "cat.jpg"] + (
+        ["big.png"] if "--input_image=big.png" in flags_ else []))
     assert not os.path.exists("/tmp/abs_0.png")
 
 
@@ -158,3 +170,39 @@ def test_cli_folder_with_corrupt_image_exits_1(tmp_path, model_dir):
     assert "[2/2]" in r.stderr and "b.png" in r.stderr and "1 of 2 images failed" in r.stderr
     assert "Traceback" not in r.stderr
     assert os.listdir(tmp_path / "o") == ["a_1.png"]
+
+
+def test_tiled_in_process_same_files_and_a_progress_line(tmp_path, model, monkeypatch):
+    """A budget that forces tiling writes the same pictures as the default; a photo that takes
+    longer than the delay shows a progress line with ETA."""
+    monkeypatch.setattr(transform_tiled(), "MAX_TILE_TENSOR", 16 * 1024)
+    photo = _photo(tmp_path / "p.png", (70, 45))
+    for name, budget in [("whole", None), ("tiled", 1)]:
+        err = io.StringIO()
+        transform.transform_images([photo], str(tmp_path / name), ["p"], model, [1, 2],
+                                   out=io.StringIO(), err=err, memory_budget_mb=budget,
+                                   progress_delay=0 if budget else 3)
+    for style in (1, 2):
+        a, b = (np.asarray(Image.open(tmp_path / d / f"p_{style}.png")) for d in ("whole", "tiled"))
+        assert np.abs(a.astype(int) - b).max() <= 1
+    lines = err.getvalue().splitlines()
+    assert lines and all(line.startswith(f"{photo}: ") for line in lines)
+    assert "ETA" in lines[0]
+
+
+def transform_tiled():
+    from image_stylization import tiled
+
+    return tiled
+
+
+def test_progress_line():
+    now = [0.0]
+    stream = io.StringIO()
+    line = cli.ProgressLine("photo.jpg", stream, delay=3, log_interval=10, clock=lambda: now[0])
+    for t, f in [(1, 0.1), (4, 0.2), (5, 0.25), (16, 0.5), (40, 1.0)]:
+        now[0] = t
+        line(f)
+    line.close()
+    assert stream.getvalue().splitlines() == [
+        "photo.jpg:  20% ETA 16s", "photo.jpg:  50% ETA 16s", "photo.jpg: 100% done in 40s"]
