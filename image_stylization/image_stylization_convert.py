@@ -38,7 +38,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from image_stylization import convert
+    from image_stylization import checkpoint, convert
 
     source = cli.require(FLAGS.input, "input")
     output_dir = cli.require(FLAGS.output_dir, "output_dir")
@@ -49,7 +49,7 @@ def main(argv):
     if not FLAGS.overwrite and os.path.exists(output_dir):
         if not os.path.isdir(output_dir) or os.listdir(output_dir):
             raise cli.UsageError(f"--output_dir {output_dir} exists and is not empty (use --overwrite)")
-    directory, model = convert.convert_to_directory(
+    directory, model = checkpoint.convert_to_directory(
         source,
         output_dir,
         overwrite=FLAGS.overwrite,
