@@ -104,6 +104,8 @@ def read_style(path):
     """The style dataset at `path` (Grams, names, manifest), or a one-line ConfigError."""
     from image_stylization import style_dataset
 
+    if path and os.path.isdir(path):
+        raise ConfigError(f"--style_dataset_file: {path} is a directory, not a style dataset file")
     if not path or not os.path.isfile(path):
         raise ConfigError(f"--style_dataset_file: {path}: no such file")
     try:

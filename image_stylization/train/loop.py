@@ -292,6 +292,7 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
     checkpoint_dir = c.train_dir if is_chief else os.path.join(c.train_dir, "workers", f"worker-{task_id}")
     prepare_directory(checkpoint_dir)
     source = data.describe_source(c.content_source)
+    _check_readable(c, source)
 
     previous_policy = keras.config.dtype_policy()
     policy = policy_name(c.mixed_precision, strategy)
@@ -521,6 +522,16 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
         }
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+def _check_readable(c, source):
+    """A source with no readable image fails here, in a second, not after the step is built."""
+    probe = data.content_dataset(source, c.image_size, 1, training=True, seed=c.seed, shuffle_buffer=1,
+                                 tfds_data_dir=c.tfds_data_dir, tfds_manual_dir=c.tfds_manual_dir, prefetch=0)
+    try:
+        next(iter(probe))
+    except StopIteration:
+        raise _stream_ended(c, source, 0, 0, None) from None
 
 
 def _stream_ended(c, source, step, start, last_good):
