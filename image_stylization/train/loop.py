@@ -14,6 +14,7 @@
   model (`train_dir/model`, `.keras` + manifest) that `checkpoint.load_model` reads.
 """
 
+import contextlib
 import gc
 import glob
 import math
@@ -174,8 +175,11 @@ def prepare_directory(path, flag="--train_dir"):
     try:
         os.makedirs(path, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
-        os.close(fd)
-        os.remove(probe)
+        try:
+            os.write(fd, b"\0" * 4096)  # an empty file still fits on a full disk
+        finally:
+            os.close(fd)
+            os.remove(probe)
     except OSError as e:
         raise ConfigError(f"{flag}={path}: cannot write there ({_reason(e)})") from None
 
@@ -411,7 +415,19 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
             return last_good
 
         # ------------------------------------------------------------ summaries
-        writer = tf.summary.create_file_writer(c.train_dir) if is_chief else tf.summary.create_noop_writer()
+        try:
+            writer = tf.summary.create_file_writer(c.train_dir) if is_chief else tf.summary.create_noop_writer()
+        except tf.errors.OpError as e:
+            raise ConfigError(f"--train_dir={c.train_dir}: cannot write TensorBoard events there ({_reason(e)})") from None
+
+        @contextlib.contextmanager
+        def events_io():
+            # The event writer fails when it flushes (a full disk): one line, the checkpoints kept.
+            try:
+                yield
+            except tf.errors.OpError as e:
+                raise TrainingError(f"cannot write TensorBoard events in {c.train_dir} ({_reason(e)}); the last "
+                                    f"checkpoint written is {last_good or 'none'}") from None
         image_every = c.image_summary_interval_steps or 10 * c.summary_interval_steps
         thumbs = style_thumbnails(style, c.image_size) if is_chief else None
         lr = float(c.learning_rate)
@@ -436,6 +452,9 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
                     out = train_step(iterator)
                 except tf.errors.OutOfRangeError:
                     raise _stream_ended(c, source, step, start, last_good) from None
+                except tf.errors.ResourceExhaustedError as e:
+                    raise TrainingError(f"out of memory in step {step + 1} ({_reason(e)}); try a smaller "
+                                        f"--batch_size or --image_size") from None
                 step += 1
                 window_steps += 1
                 metrics = {k: float(v) for k, v in out["metrics"].items()}
@@ -449,11 +468,12 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
                 if step % c.summary_interval_steps == 0 or step == c.train_steps or step == start + 1:
                     elapsed = max(time.time() - window_start, 1e-9)
                     images_per_second = window_steps * c.batch_size / elapsed
-                    for name, value in metrics.items():
-                        summary_scalar(name, value, step=step)
-                    summary_scalar("learning_rate", lr, step=step)
-                    summary_scalar("images_per_second", images_per_second, step=step)
-                    summary_scalar("data/skipped_images", int(out["skipped"]), step=step)
+                    with events_io():
+                        for name, value in metrics.items():
+                            summary_scalar(name, value, step=step)
+                        summary_scalar("learning_rate", lr, step=step)
+                        summary_scalar("images_per_second", images_per_second, step=step)
+                        summary_scalar("data/skipped_images", int(out["skipped"]), step=step)
                     window_start, window_steps = time.time(), 0
                 if with_images:
                     inputs = out["images"]
@@ -461,9 +481,10 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
                     # The pastiches of the weights this step left (the step itself returns none:
                     # Keras' train_step returns only numbers).
                     pastiches = trainer.stylize(inputs, labels)
-                    summary_images("image/0_inputs", inputs.numpy(), step)
-                    summary_images("image/1_styles", thumbs[labels.numpy()], step)
-                    summary_images("image/2_styled_inputs", pastiches.numpy(), step)
+                    with events_io():
+                        summary_images("image/0_inputs", inputs.numpy(), step)
+                        summary_images("image/1_styles", thumbs[labels.numpy()], step)
+                        summary_images("image/2_styled_inputs", pastiches.numpy(), step)
                 now = time.time()
                 if now - last_log_time >= c.log_interval_seconds or step == c.train_steps or step == start + 1:
                     rate = (step - last_log_step) / max(now - last_log_time, 1e-9)
@@ -483,11 +504,13 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
                     last_saved = step
                 if signals.received is not None:
                     path = save() if last_saved != step else last_good
-                    writer.flush()
+                    with events_io():
+                        writer.flush()
                     raise TrainingInterrupted(signals.received, step, path)
             if last_saved != step:
                 save()
-            writer.flush()
+            with events_io():
+                writer.flush()
 
         # ------------------------------------------------------------ the model
         model_dir = os.path.join(c.train_dir, MODEL_SUBDIR)
