@@ -11,7 +11,8 @@ What is timed is `image_stylization.train`'s own step: a `StyleTrainer` (paper p
 VGG-19 from `--vgg_weights`, Magenta's loss end points: style conv1..conv4, content conv3) run by
 `loop.distributed_step` (next batch, `strategy.run(trainer.train_step)`, Adam), exactly as
 `image_stylization_train` runs it. Variants: `default` (the trainer's defaults), `jit`
-(`--jit_compile`), `bf16` (`--mixed_precision`, bfloat16 on CPU) and `bf16_jit`.
+(`--jit_compile`), `bf16` (`--mixed_precision`: bfloat16 transformer and loss network on CPU),
+`bf16_jit`, and `bf16_f32loss` (bfloat16 transformer, float32 loss network).
 
 The floor: the step's convolution and Gram-matrix work (counted from the layer shapes: the
 transformer forward, its weight and input gradients, the loss network on the pastiche forward and
@@ -42,11 +43,12 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 
-VARIANTS = {  # name: (mixed_precision, jit_compile)
-    "default": (False, False),
-    "jit": (False, True),
-    "bf16": (True, False),
-    "bf16_jit": (True, True),
+VARIANTS = {  # name: (mixed_precision, jit_compile, the loss network's dtype (None: the trainer's))
+    "default": (False, False, None),
+    "jit": (False, True, None),
+    "bf16": (True, False, None),  # --mixed_precision: transformer and loss network in bfloat16
+    "bf16_jit": (True, True, None),
+    "bf16_f32loss": (True, False, "float32"),  # bfloat16 transformer, float32 loss network
 }
 CONTENT = {"conv3": 1.0}  # Magenta's defaults (and the PyTorch peer's)
 STYLE = {"conv1": 1e-4, "conv2": 1e-4, "conv3": 1e-4, "conv4": 1e-4}
@@ -59,7 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--num_styles", type=int, default=6)
-    p.add_argument("--variants", default="default,jit,bf16,bf16_jit")
+    p.add_argument("--variants", default="default,jit,bf16,bf16_f32loss", help=f"any of {','.join(VARIANTS)}")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3, help="timed steps per variant and round")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (and the peer's)")
@@ -110,11 +112,11 @@ def main(argv=None):
     grams = random_grams(setup, a.num_styles, rng)
     steps, first, trainers = {}, {}, {}
     for name in variants:
-        mixed, jit = VARIANTS[name]
+        mixed, jit, loss_dtype = VARIANTS[name]
         keras.config.set_dtype_policy(policy_name(mixed, strategy))
         keras.utils.set_random_seed(0)
         transformer = build_transformer(a.num_styles, "paper")
-        trainer = StyleTrainer(transformer, setup, grams, jit_compile=jit)
+        trainer = StyleTrainer(transformer, setup, grams, jit_compile=jit, loss_dtype=loss_dtype)
         trainer.compile(make_optimizer(1e-3, keras.config.dtype_policy().name))
         keras.config.set_dtype_policy("float32")
         step = distributed_step(trainer, strategy, a.batch)
@@ -293,13 +295,14 @@ def profile(tf, step_and_iterator, logdir, flops, rate, steps=3):
     space = xplane_pb2.XSpace()
     with open(path, "rb") as f:
         space.ParseFromString(f.read())
-    by_type = collections.Counter()
+    by_type, by_op = collections.Counter(), collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
                 if ":" in name and not name.startswith(("_", "Eager")) and "::" not in name:
                     by_type[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12 / steps
+                    by_op[name] += event.duration_ps / 1e12 / steps
     total = sum(by_type.values())
     compute = {k: v for k, v in by_type.items() if "Conv" in k or "MatMul" in k or "Einsum" in k or "Dot" in k}
     print(f"\nprofile ({steps} steps, {logdir}): wall {wall:.3f} s/step; op time summed over threads "
@@ -310,6 +313,9 @@ def profile(tf, step_and_iterator, logdir, flops, rate, steps=3):
     print(f"  everything else (memory-bound): {total - c:.3f} s/step ({100 * (total - c) / total:.0f}%)")
     for op, seconds in by_type.most_common(16):
         print(f"    {op:36} {1000 * seconds:8.1f} ms/step {100 * seconds / total:5.1f}%")
+    print("  the slowest ops:")
+    for op, seconds in by_op.most_common(20):
+        print(f"    {1000 * seconds:8.1f} ms/step  {op[-110:]}")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,17 @@ def policy_name(mixed_precision, strategy):
     return "mixed_float16"
 
 
+def cpu_has_bfloat16():
+    """True/False when /proc/cpuinfo says whether the CPU computes bfloat16 natively
+    (AVX512_BF16 or AMX-BF16); None where it cannot tell."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return None
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
 def prepare_directory(path, flag="--train_dir"):
     """Makes `path` and checks that a file can be written there; one-line ConfigError if not."""
     try:
@@ -300,6 +311,9 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
 
     previous_policy = keras.config.dtype_policy()
     policy = policy_name(c.mixed_precision, strategy)
+    if policy == "mixed_bfloat16" and not _is_tpu(strategy) and cpu_has_bfloat16() is False:
+        log("warning: --mixed_precision: this CPU has neither AVX512_BF16 nor AMX; bfloat16 is emulated "
+            "and slower than float32 here")
     keras.config.set_dtype_policy(policy)
     try:
         keras.utils.set_random_seed(c.seed)  # the same initial weights for the same seed
