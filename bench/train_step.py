@@ -1,121 +1,321 @@
-"""Training-step throughput: where XLA goes (none / loss network only / whole forward+backward).
+"""Training-step time of the REAL trainer step against the FLOP floor and a PyTorch peer.
 
-Not a test; run it by hand on a quiet machine, from the repository root:
+Not a test; run it by hand, at normal priority, from the repository root:
 
-    python bench/train_step.py --vgg_weights=../shared/data/vgg/vgg19_notop_q8.npz
-    python bench/train_step.py --vgg_weights=... --image_size=256 --batch_size=16 --runs=10
+    python bench/train_step.py                                  # 128 px x 4, every variant
+    python bench/train_step.py --size=256 --batch=16 --rounds=3 --steps=1
+    python bench/train_step.py --torch_python=.venv-torch/bin/python   # + bench/torch_peer.py
+    python bench/train_step.py --variants=default --profile=/tmp/prof  # where the time goes
 
-One process builds the paper-preset transformer (N styles), the VGG-19 loss network with Magenta's
-end points and an Adam optimizer, then times one training step (forward, losses, backward, Adam)
-three ways, round-robin (run r of every variant, then run r+1) so load from elsewhere hits all alike:
+What is timed is `image_stylization.train`'s own step: a `StyleTrainer` (paper preset, N styles,
+VGG-19 from `--vgg_weights`, Magenta's loss end points: style conv1..conv4, content conv3) run by
+`loop.distributed_step` (next batch, `strategy.run(trainer.train_step)`, Adam), exactly as
+`image_stylization_train` runs it. Variants: `default` (the trainer's defaults), `jit`
+(`--jit_compile`), `bf16` (`--mixed_precision`: bfloat16 transformer and loss network on CPU),
+`bf16_jit`, and `bf16_f32loss` (bfloat16 transformer, float32 loss network).
 
-- graph:    the whole step in a tf.function, no XLA;
-- xla_loss: the loss network's forward and backward compiled, the transformer outside (what
-            `--jit_compile` did before NearestUpsampling2D had its own gradient);
-- xla_step: the transformer and the loss network, forward and backward, compiled (`--jit_compile`
-            now, as image_stylization.train does).
+The floor: the step's convolution and Gram-matrix work (counted from the layer shapes: the
+transformer forward, its weight and input gradients, the loss network on the pastiche forward and
+back to its input, on the content images forward to the deepest content layer; Grams forward and
+one matmul back) divided by the float32 matmul rate measured in the same run. bfloat16 steps are
+also shown against the float32 floor (they may beat it).
 
-Images and Gram targets are random: the FLOPs do not depend on them. Reports the median step time
-of --runs warm steps and images/s, and the ratio to `graph` (< 1: faster).
+Rounds alternate, so load from elsewhere hits everything alike: in every round the matmul rate,
+then `--steps` steps of each variant, then (with `--torch_python`) one run of the PyTorch peer
+`bench/torch_peer.py` in a subprocess with that python (its own venv with torch; it warms up and
+times every `--torch_modes` mode itself; our process is idle meanwhile). Medians over rounds.
 """
 
 import argparse
+import collections
+import glob
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np  # noqa: E402
 
-from image_stylization import losses, vgg  # noqa: E402
-from image_stylization.model import build_transformer  # noqa: E402
-
-CONTENT = {"conv3": 1.0}
-STYLE = {"conv1": 1e-3, "conv2": 2e-3, "conv3": 5e-5, "conv4": 0.3}  # checkpoints/paper_6styles' recipe
-
-
-def make_step(variant, model, loss_net, grams, optimizer, content_w, style_w):
-    def loss_terms(images, stylized, labels):
-        content_feats = loss_net(images, training=False)
-        with tf.GradientTape() as tape:
-            tape.watch(stylized)
-            feats = loss_net(stylized, training=False)
-            targets = {e: tf.gather(grams[e], labels) for e in style_w}
-            per_example, _ = losses.total_loss(feats, content_feats, targets, content_w, style_w)
-            loss = tf.reduce_mean(per_example)
-        return loss, tape.gradient(loss, stylized)
-
-    if variant == "xla_loss":
-        loss_terms = tf.function(loss_terms, jit_compile=True)
-
-    def forward_backward(images, labels):
-        with tf.GradientTape() as tape:
-            weights = tf.one_hot(labels, grams[next(iter(grams))].shape[0])
-            stylized = model({"image": images, "style_weights": weights}, training=True)
-        loss, d_stylized = loss_terms(images, stylized, labels)
-        return loss, tape.gradient(stylized, model.trainable_variables, output_gradients=d_stylized)
-
-    if variant == "xla_step":
-        forward_backward = tf.function(forward_backward, jit_compile=True)
-
-    @tf.function(autograph=False)
-    def step(images, labels):
-        loss, grads = forward_backward(images, labels)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    return step
+VARIANTS = {  # name: (mixed_precision, jit_compile, the loss network's dtype (None: the trainer's))
+    "default": (False, False, None),
+    "jit": (False, True, None),
+    "bf16": (True, False, None),  # --mixed_precision: transformer and loss network in bfloat16
+    "bf16_jit": (True, True, None),
+    "bf16_f32loss": (True, False, "float32"),  # bfloat16 transformer, float32 loss network
+}
+CONTENT = {"conv3": 1.0}  # Magenta's defaults (and the PyTorch peer's)
+STYLE = {"conv1": 1e-4, "conv2": 1e-4, "conv3": 1e-4, "conv4": 1e-4}
 
 
-def main():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vgg_weights", required=True, help="the VGG-19 .npz/.h5, or 'imagenet'")
+    p.add_argument("--vgg_weights", default=os.path.join(REPO, "..", "shared", "data", "vgg", "vgg19_notop_q8.npz"),
+                   help="the VGG-19 .npz/.h5 (default ../shared/data/vgg/vgg19_notop_q8.npz)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=4)
     p.add_argument("--num_styles", type=int, default=6)
-    p.add_argument("--image_size", type=int, default=128)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--runs", type=int, default=8)
-    p.add_argument("--variants", default="graph,xla_loss,xla_step")
-    a = p.parse_args()
+    p.add_argument("--variants", default="default,jit,bf16,bf16_f32loss", help=f"any of {','.join(VARIANTS)}")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant and round")
+    p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (and the peer's)")
+    p.add_argument("--inter_op_threads", type=int, default=0, help="TensorFlow inter-op threads (0: TF's default)")
+    p.add_argument("--torch_python", help="a python with torch: runs bench/torch_peer.py each round")
+    p.add_argument("--torch_peer", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_peer.py"))
+    p.add_argument("--torch_modes", default="eager,channels_last,compile")
+    p.add_argument("--torch_steps", type=int, default=3)
+    p.add_argument("--profile", help="write a TF profile of the first variant's steps here and "
+                   "print where the time goes (compute- vs memory-bound ops)")
+    p.add_argument("--json", help="write the results here")
+    return p.parse_args(argv)
 
-    content_w = losses.parse_loss_weights(CONTENT, "vgg19")
-    style_w = losses.parse_loss_weights(STYLE, "vgg19")
-    end_points = losses.loss_end_points("vgg19", content_w, style_w)
-    loss_net = vgg.build_loss_network("vgg19", vgg.resolve_weights(a.vgg_weights, "vgg19"), "avg", end_points)
-    rng = tf.random.Generator.from_seed(0)
-    images = rng.uniform([a.batch_size, a.image_size, a.image_size, 3])
-    channels = {e: f.shape[-1] for e, f in loss_net(images[:1]).items()}
-    grams = {e: rng.normal([a.num_styles, channels[e], channels[e]]) * 1e3 for e in style_w}
-    labels = rng.uniform([a.batch_size], 0, a.num_styles, dtype=tf.int32)
 
-    steps, first = {}, {}
-    for variant in a.variants.split(","):
+def main(argv=None):
+    a = parse_args(argv)
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+    if a.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(a.inter_op_threads)
+    import keras
+
+    from image_stylization import losses
+    from image_stylization.model import build_transformer
+    from image_stylization.train import LossSetup, StyleTrainer, make_optimizer
+    from image_stylization.train.loop import distributed_step, policy_name
+
+    variants = a.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    if not os.path.isfile(a.vgg_weights):
+        sys.exit(f"{a.vgg_weights}: no such file (pass --vgg_weights)")
+    peer = None
+    if a.torch_python:
+        if not os.path.isfile(a.torch_peer):
+            print(f"skipping the PyTorch peer: {a.torch_peer} is not there", file=sys.stderr)
+        else:
+            peer = a.torch_python
+    strategy = tf.distribute.get_strategy()
+    setup = LossSetup("vgg19", "avg", a.vgg_weights, losses.parse_loss_weights(CONTENT, "vgg19"),
+                      losses.parse_loss_weights(STYLE, "vgg19"), np.ones([a.num_styles], np.float32))
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(size=[a.batch, a.size, a.size, 3]).astype(np.float32))
+    batches = tf.data.Dataset.from_tensors({"image": images, "skipped": tf.zeros([a.batch], tf.int64)}).repeat()
+
+    grams = random_grams(setup, a.num_styles, rng)
+    steps, first, trainers = {}, {}, {}
+    for name in variants:
+        mixed, jit, loss_dtype = VARIANTS[name]
+        keras.config.set_dtype_policy(policy_name(mixed, strategy))
         keras.utils.set_random_seed(0)
-        model = build_transformer(a.num_styles, "paper")
-        optimizer = keras.optimizers.Adam(1e-3)
-        optimizer.build(model.trainable_variables)
-        steps[variant] = make_step(variant, model, loss_net, grams, optimizer, content_w, style_w)
+        transformer = build_transformer(a.num_styles, "paper")
+        trainer = StyleTrainer(transformer, setup, grams, jit_compile=jit, loss_dtype=loss_dtype)
+        trainer.compile(make_optimizer(1e-3, keras.config.dtype_policy().name))
+        keras.config.set_dtype_policy("float32")
+        step = distributed_step(trainer, strategy, a.batch)
+        iterator = iter(batches)
         t0 = time.perf_counter()
-        steps[variant](images, labels).numpy()  # trace + compile
-        first[variant] = time.perf_counter() - t0
-    times = {v: [] for v in steps}
-    for _ in range(a.runs):
-        for v, step in steps.items():
-            t0 = time.perf_counter()
-            step(images, labels).numpy()
-            times[v].append(time.perf_counter() - t0)
+        float(step(iterator)["metrics"]["loss/total"])  # trace (+ compile)
+        first[name] = time.perf_counter() - t0
+        float(step(iterator)["metrics"]["loss/total"])  # the second step still sets up kernels
+        steps[name], trainers[name] = (step, iterator), trainer
+        print(f"{name}: first step {first[name]:.1f} s", file=sys.stderr, flush=True)
 
-    print(f"paper preset, {a.num_styles} styles, batch {a.batch_size} at {a.image_size} px, VGG-19, "
-          f"TF {tf.__version__}, {os.cpu_count()} CPUs, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
-    print(f"{'variant':10} {'first step':>11} {'median step':>12} {'images/s':>9} {'vs graph':>9}")
-    base = statistics.median(times["graph"]) if "graph" in times else None
-    for v, ts in times.items():
+    flops = step_flops(next(iter(trainers.values())), images)
+    matmul = matmul_benchmark(tf)
+    rates, cpu_rates, times, cpu_times, peer_rounds = [], [], collections.defaultdict(list), collections.defaultdict(list), []
+    for r in range(a.rounds):
+        rate, cpu_rate = matmul()
+        rates.append(rate)
+        cpu_rates.append(cpu_rate)
+        for name, (step, iterator) in steps.items():
+            for _ in range(a.steps):
+                t0, c0 = time.perf_counter(), time.process_time()
+                float(step(iterator)["metrics"]["loss/total"])
+                times[name].append(time.perf_counter() - t0)
+                cpu_times[name].append(time.process_time() - c0)
+        if peer:
+            peer_rounds.append(run_peer(peer, a))
+        print(f"round {r + 1}/{a.rounds}: " + ", ".join(
+            f"{n} {statistics.median(t[-a.steps:]):.3f}s" for n, t in times.items()), file=sys.stderr, flush=True)
+    if a.profile:
+        profile(tf, steps[variants[0]], a.profile, flops, statistics.median(rates))
+
+    rate = statistics.median(rates)  # FLOP/s
+    floor = flops["total"] / rate
+    cpu_floor = flops["total"] / statistics.median(cpu_rates)  # CPU seconds (all threads)
+    print(f"\n{a.num_styles}-style paper transformer, VGG-19 loss (style conv1-4, content conv3), batch "
+          f"{a.batch} at {a.size} px; TF {tf.__version__}, {a.threads} intra-op threads, "
+          f"{os.cpu_count()} CPUs")
+    print("work per step: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in flops.items()) + " GFLOP")
+    print(f"float32 matmul: {rate / 1e9:.0f} GFLOP/s (median of {len(rates)}; "
+          f"min {min(rates) / 1e9:.0f}, max {max(rates) / 1e9:.0f}) -> floor {floor:.3f} s/step; "
+          f"in CPU time {cpu_floor:.3f} CPU-s/step")
+    peer_best = None
+    if peer_rounds:
+        ok = [p for p in peer_rounds if p]
+        if ok:
+            modes = ok[0]["modes"].keys()
+            peer_median = {m: statistics.median(p["modes"][m]["median_s"] for p in ok) for m in modes}
+            peer_best = min(peer_median, key=peer_median.get)
+            print(f"PyTorch {ok[0].get('torch_version')} ({a.threads} threads): " + ", ".join(
+                f"{m} {s:.3f}s" for m, s in peer_median.items()) + f"; best {peer_best}")
+    # "x floor (cpu)": CPU seconds of the step over CPU seconds of the floor's matmuls; on a busy
+    # machine it is less distorted than the wall-clock ratio (both threads' work, not their waits).
+    header = (f"{'variant':10} {'first step':>10} {'median step':>12} {'images/s':>9} {'x floor':>8} "
+              f"{'x floor (cpu)':>14}")
+    if peer_best:
+        header += f" {'x PyTorch best':>15}"
+    print(header)
+    rows = {}
+    for name, ts in times.items():
         med = statistics.median(ts)
-        ratio = f"x{med / base:.2f}" if base else "-"
-        print(f"{v:10} {first[v]:10.1f}s {med * 1000:10.0f}ms {a.batch_size / med:9.2f} {ratio:>9}")
+        cpu = statistics.median(cpu_times[name])
+        line = (f"{name:10} {first[name]:9.1f}s {med:11.3f}s {a.batch / med:9.2f} {med / floor:8.2f} "
+                f"{cpu / cpu_floor:14.2f}")
+        row = {"first_step_s": first[name], "median_s": med, "x_floor": med / floor, "runs": ts,
+               "cpu_s": cpu, "x_floor_cpu": cpu / cpu_floor}
+        if peer_best:
+            # Per round: our median over the round's steps / the peer's best of that round.
+            ratios = [statistics.median(ts[i * a.steps:(i + 1) * a.steps]) / min(m["median_s"] for m in p["modes"].values())
+                      for i, p in enumerate(peer_rounds) if p]
+            row["x_peer_best"] = statistics.median(ratios)
+            line += f" {row['x_peer_best']:15.2f}"
+        rows[name] = row
+        print(line)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"size": a.size, "batch": a.batch, "flops": flops, "matmul_flops_per_s": rates,
+                       "matmul_flops_per_cpu_s": cpu_rates,
+                       "floor_s": floor, "variants": rows, "peer": peer_rounds,
+                       "command": " ".join(["python"] + sys.argv)}, f, indent=2)
+
+
+def random_grams(setup, n, rng):
+    """Random Gram targets of the right shapes (the FLOPs do not depend on them)."""
+    channels = {"block1_conv2": 64, "block2_conv2": 128, "block3_conv4": 256, "block4_conv4": 512}
+    out = {}
+    for e in setup.style_weights:
+        f = rng.normal(size=[n, 2 * channels[e], channels[e]]).astype(np.float32)
+        out[e] = np.einsum("npi,npj->nij", f, f) * (1e3 / f.shape[1])
+    return out
+
+
+def step_flops(trainer, images):
+    """FLOPs of one step by part (convolutions and Gram matmuls; elementwise work not counted)."""
+    import keras
+
+    from image_stylization.model import conv_layers
+
+    def conv_work(model, inputs, layers, kernel):
+        probe = keras.Model(model.input, [l.output for l in layers])
+        outs = probe(inputs)
+        work = []
+        for layer, out in zip(layers, outs):
+            k = kernel(layer)
+            work.append(2.0 * k.shape[0] * k.shape[1] * k.shape[2] * k.shape[3] * np.prod(out.shape[:3]))
+        return work
+
+    b = images.shape[0]
+    weights = keras.ops.one_hot(keras.ops.zeros([b], "int32"), trainer.num_model_styles)
+    t = conv_work(trainer.transformer, {"image": images, "style_weights": weights},
+                  conv_layers(trainer.transformer), lambda l: l.kernel)
+    net = trainer.loss_network
+    vgg_convs = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
+    v = conv_work(net, images, vgg_convs, lambda l: l.kernel)
+    content_depth = max((net.layers.index(net.get_layer(e)) for e in trainer.setup.content_weights), default=-1)
+    content = sum(w for l, w in zip(vgg_convs, v) if net.layers.index(l) <= content_depth)
+    feats = net(images)
+    gram = sum(2.0 * b * np.prod(feats[e].shape[1:3]) * feats[e].shape[3] ** 2 for e in trainer.setup.style_weights)
+    return {
+        "transformer": 3 * sum(t) - t[0],  # forward, weight gradients, input gradients (not the image's)
+        "vgg_pastiche": 2 * sum(v),  # forward and the gradient to its input
+        "vgg_content": content,
+        "gram": 2 * gram,  # forward, and one matmul back (the Gram is symmetric)
+        "total": 3 * sum(t) - t[0] + 2 * sum(v) + content + 2 * gram,
+    }
+
+
+def matmul_benchmark(tf, n=2048, reps=4):
+    """() -> (FLOP/s, FLOP per CPU second) of a float32 n x n matmul (best of `reps`)."""
+    x = tf.random.stateless_normal([n, n], seed=[1, 2])
+    y = tf.random.stateless_normal([n, n], seed=[3, 4])
+    mm = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(x, y)))
+    float(mm())
+
+    def measure():
+        best, best_cpu = float("inf"), float("inf")
+        for _ in range(reps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            float(mm())
+            best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
+        return 2.0 * n ** 3 / best, 2.0 * n ** 3 / best_cpu
+
+    return measure
+
+
+def run_peer(python, a):
+    """One run of the PyTorch peer; its JSON, or None (with the reason on stderr)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "peer.json")
+        cmd = [python, a.torch_peer, "--size", str(a.size), "--batch", str(a.batch), "--modes", a.torch_modes,
+               "--steps", str(a.torch_steps), "--threads", str(a.threads), "--num_styles", str(a.num_styles),
+               "--vgg_weights", a.vgg_weights, "--json", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.isfile(out):
+            print(f"PyTorch peer failed ({proc.returncode}): {proc.stderr.strip()[-500:]}", file=sys.stderr)
+            return None
+        with open(out) as f:
+            return json.load(f)
+
+
+def profile(tf, step_and_iterator, logdir, flops, rate, steps=3):
+    """Profiles `steps` steps and prints time by op class: convolutions and matmuls (compute-bound:
+    their share of the step vs their share of the FLOP floor) and the rest (elementwise ops,
+    reductions, pads, copies: memory-bound)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    step, iterator = step_and_iterator
+    float(step(iterator)["metrics"]["loss/total"])
+    tf.profiler.experimental.start(logdir)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        float(step(iterator)["metrics"]["loss/total"])
+    wall = (time.perf_counter() - t0) / steps
+    tf.profiler.experimental.stop()
+    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    by_type, by_op = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and not name.startswith(("_", "Eager")) and "::" not in name:
+                    by_type[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12 / steps
+                    by_op[name] += event.duration_ps / 1e12 / steps
+    total = sum(by_type.values())
+    compute = {k: v for k, v in by_type.items() if "Conv" in k or "MatMul" in k or "Einsum" in k or "Dot" in k}
+    print(f"\nprofile ({steps} steps, {logdir}): wall {wall:.3f} s/step; op time summed over threads "
+          f"{total:.3f} s/step")
+    c = sum(compute.values())
+    print(f"  convolutions + matmuls (compute-bound): {c:.3f} s/step ({100 * c / total:.0f}% of op time), "
+          f"{flops['total'] / 1e9 / c:.0f} GFLOP/s on average vs matmul {rate / 1e9:.0f}")
+    print(f"  everything else (memory-bound): {total - c:.3f} s/step ({100 * (total - c) / total:.0f}%)")
+    for op, seconds in by_type.most_common(16):
+        print(f"    {op:36} {1000 * seconds:8.1f} ms/step {100 * seconds / total:5.1f}%")
+    print("  the slowest ops:")
+    for op, seconds in by_op.most_common(20):
+        print(f"    {1000 * seconds:8.1f} ms/step  {op[-110:]}")
 
 
 if __name__ == "__main__":

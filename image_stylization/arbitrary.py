@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from image_stylization import image_io
+from image_stylization.architecture import few as _few
 from image_stylization.errors import CheckpointError, StyleError
 from image_stylization.layers import (
     ConditionalStyleNormalization,
@@ -376,12 +377,6 @@ def save_arbitrary_model(model, directory, quantized=None, overwrite=False, **ma
         files=(WEIGHTS_FILE,))
     model.manifest = manifest
     return directory
-
-
-def _few(names, k=3):
-    names = list(names)
-    more = f" and {len(names) - k} more" if len(names) > k else ""
-    return ", ".join(names[:k]) + more
 
 
 # ----------------------------------------------------------------------------- Python API

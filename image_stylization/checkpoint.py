@@ -176,3 +176,19 @@ def load_model(checkpoint=None):
     model.style_names = list(manifest["style_names"])
     model.manifest = manifest
     return model
+
+
+def convert_to_directory(path, output_dir, overwrite=False, command=None, **kwargs):
+    """`convert.convert(path, **kwargs)` saved as one of our model directories (atomic).
+
+    Returns (directory, model). Lives here, not in `convert`: the converter only reads and builds,
+    so `convert` never imports this module back.
+    """
+    from image_stylization import convert
+
+    model = convert.convert(path, **kwargs)
+    fields = {k: v for k, v in model.manifest.items() if k not in ("num_styles", "style_names")}
+    if command:
+        fields["converter"] = dict(fields.get("converter", {}), command=command)
+    directory = save_model(model, output_dir, model.style_names, overwrite=overwrite, **fields)
+    return directory, model

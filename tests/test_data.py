@@ -155,3 +155,31 @@ def test_bad_sources(tmp_path):
         data.content_dataset(str(tmp_path / "empty"), 16, 2)
     with pytest.raises(data.DataError, match="image_size"):
         data.content_dataset(str(tmp_path), 8, 2)
+
+
+def test_a_stream_with_nothing_readable_ends_instead_of_spinning(tmp_path):
+    """Every file corrupt: a repeating (training) stream ends after max_unreadable_in_a_row
+    failures in a row (it used to spin inside ignore_errors forever, deaf to SIGTERM); so does a
+    stream whose files become unreadable after a while. One good file among bad ones keeps going."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "noise.jpg").write_bytes(np.random.default_rng(0).bytes(5000))
+    (bad / "text.png").write_text("not a picture")
+    assert data.max_unreadable_in_a_row(str(bad)) == 10 * 2 + 1000
+    with pytest.raises(StopIteration):  # the iterator's OutOfRangeError, in Python
+        next(iter(data.content_dataset(str(bad), 16, 1, training=True)))
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _solid(mixed / "good.jpg", COLORS[0])
+    for i in range(5):
+        (mixed / f"bad{i}.jpg").write_bytes(b"garbage")
+    it = iter(data.content_dataset(str(mixed), 16, 2, training=True))
+    batches = [next(it) for _ in range(3)]  # six crops of the one good photo
+    assert all(_color_index(b["image"][k]) == 0 for b in batches for k in range(2))
+    assert data.skipped_count(batches[-1]) >= 5 * 2  # at least two epochs of the five bad files
+
+    (mixed / "good.jpg").write_bytes(b"gone bad")  # e.g. a disk that went away mid-run
+    with pytest.raises(StopIteration):
+        for _ in range(10_000):
+            next(it)

@@ -34,7 +34,6 @@ from conftest import REPO, tool_env
 DRIVER = REPO / "tests" / "tool_driver.py"
 FSIZE = 1024  # bytes: every output of every tool is larger
 # Cases that fail on this branch for code being rewritten elsewhere (issue 11, items 1-4).
-PENDING = "issue 11 items 1-4: train/evaluate restructured on branch i16"
 
 
 # ------------------------------------------------------------------------------------- assets
@@ -202,8 +201,7 @@ TOOLS = {
         inputs={"style_dataset_file": "dataset", "content_source": "images",
                 "vgg_weights": "weights"},
         again={"train_steps": "4"}, check=_check_trained,
-        isolated=("content_source",), logs=("events.out.tfevents.",),
-        pending={"input_truncated[content_source]": PENDING + " (item 1: unreadable photos hang)"}),
+        isolated=("content_source",), logs=("events.out.tfevents.",)),
     "image_stylization_finetune": Tool(
         module="image_stylization.image_stylization_finetune",
         args=lambda a, out: {"checkpoint": a["model"], "train_dir": out,
@@ -213,8 +211,7 @@ TOOLS = {
         inputs={"checkpoint": "model", "style_dataset_file": "dataset",
                 "content_source": "images"},
         again={"train_steps": "4"}, check=_check_trained,
-        isolated=("content_source",), logs=("events.out.tfevents.",),
-        pending={"input_truncated[content_source]": PENDING + " (item 1: unreadable photos hang)"}),
+        isolated=("content_source",), logs=("events.out.tfevents.",)),
     "image_stylization_evaluate": Tool(
         module="image_stylization.image_stylization_evaluate",
         args=lambda a, out: {"checkpoint": a["model"], "style_dataset_file": a["dataset"],
@@ -224,10 +221,7 @@ TOOLS = {
         inputs={"checkpoint": "model", "style_dataset_file": "dataset",
                 "content_source": "images"},
         again={}, check=_check_evaluated,
-        isolated=("content_source",), logs=("events.out.tfevents.",), fresh_input="checkpoint",
-        pending={f"input_{fault}[content_source]": PENDING + " (item 4: evaluate creates "
-                 "--eval_dir and an events file before it reads --content_source)"
-                 for fault in ("empty", "wrong_kind", "truncated")}),
+        isolated=("content_source",), logs=("events.out.tfevents.",)),
 }
 
 
