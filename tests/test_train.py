@@ -297,10 +297,13 @@ def test_two_replicas_match_one_replica(assets, tmp_path):
     """Global batch 4 on 1 replica vs 2 replicas x 2 (2 logical CPUs, set before TF starts).
 
     Every step's loss is an average over the global batch computed with the weights the previous
-    steps left, so equal losses (<= 1e-5) at steps 2 and 3 show equal updates in everything the
-    loss depends on. The weights themselves are compared loosely: the beta of each residual
-    block's second norm layer is a null direction (the next instance norm removes any per-channel
-    constant), its gradient is rounding noise, and Adam's g/sqrt(v) turns noise into +-lr steps.
+    steps left, so equal losses at steps 2 and 3 show equal updates in everything the loss
+    depends on. Step 2 is held to 1e-5. Step 3 is held to 3e-4: Adam's first steps are
+    g/sqrt(v) ~ +-lr whatever |g| is, so a weight whose gradient is rounding noise (the beta of
+    each residual block's second norm is a null direction: the next instance norm removes any
+    per-channel constant; others are nearly so) moves by +-lr with a sign set by the order of
+    the sums, and after two such steps the loss differs by up to 5.7e-5 (seen on CI). The
+    weights themselves are compared loosely for the same reason.
     """
     config = tiny_config(assets, tmp_path / "one", train_steps=3, batch_size=4)
     two = dataclasses.replace(config, train_dir=str(tmp_path / "two"))
@@ -317,7 +320,10 @@ def test_two_replicas_match_one_replica(assets, tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     out = {"one": {"replicas": 1, "history": one_history}, "two": json.loads(stdout.strip().splitlines()[-1])}
     assert (out["one"]["replicas"], out["two"]["replicas"]) == (1, 2)
-    np.testing.assert_allclose(out["two"]["history"], out["one"]["history"], rtol=1e-5, atol=0)
+    np.testing.assert_allclose(out["two"]["history"][:2], out["one"]["history"][:2], rtol=1e-5,
+                               atol=0)
+    np.testing.assert_allclose(out["two"]["history"][2], out["one"]["history"][2], rtol=3e-4,
+                               atol=0)
     assert out["one"]["history"][-1] < out["one"]["history"][0]  # training did move the weights
     images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[1, 2])
     one = checkpoint.load_model(tmp_path / "one" / "model")
