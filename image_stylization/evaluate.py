@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from image_stylization import checkpoint as checkpoint_lib
 from image_stylization import data
-from image_stylization.errors import ConfigError
+from image_stylization.errors import ConfigError, DataError
 from image_stylization.model import num_styles_of
 from image_stylization.train import config as config_lib
 from image_stylization.train.loop import prepare_directory
@@ -135,6 +135,11 @@ def evaluate(config, log=print):
         raise ConfigError(f"--checkpoint: {e}") from None
     index = _style_index(model, style)
     n_model = num_styles_of(model)
+    if c.content_source and (c.learning_curves or not c.grid_images):
+        # Before anything is written: a source with nothing readable leaves no --eval_dir.
+        probe = data.content_dataset(c.content_source, c.image_size, 1, training=False)
+        if next(iter(probe), None) is None:
+            raise DataError(f"--content_source={c.content_source}: no readable image in it")
     prepare_directory(c.eval_dir, flag="--eval_dir")
     step = c.step
     if step is None:

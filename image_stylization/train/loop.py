@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from image_stylization import checkpoint as checkpoint_lib
-from image_stylization import data
-from image_stylization.errors import ConfigError, DataError, TrainingError
+from image_stylization import data, outputs
+from image_stylization.errors import ConfigError, DataError, StorageError, TrainingError
 from image_stylization.model import build_transformer, num_styles_of
 from image_stylization.train.config import STRATEGIES
 from image_stylization.train.summaries import SUMMARY_IMAGES, style_thumbnails, summary_images, summary_scalar
@@ -192,7 +192,9 @@ def prepare_directory(path, flag="--train_dir"):
             os.close(fd)
             os.remove(probe)
     except OSError as e:
-        raise ConfigError(f"{flag}={path}: cannot write there ({_reason(e)})") from None
+        # A full disk is the file system failing (exit status 1), not a path to change (2).
+        kind = StorageError if outputs.is_storage_failure(e) else ConfigError
+        raise kind(f"{flag}={path}: cannot write there ({_reason(e)})") from None
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -305,9 +307,9 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
     per_replica = c.batch_size // replicas
     is_chief, task_id = _worker_info(strategy)
     checkpoint_dir = c.train_dir if is_chief else os.path.join(c.train_dir, "workers", f"worker-{task_id}")
-    prepare_directory(checkpoint_dir)
     source = data.describe_source(c.content_source)
-    _check_readable(c, source)
+    _check_readable(c, source)  # before anything is written: bad input leaves no --train_dir
+    prepare_directory(checkpoint_dir)
 
     previous_policy = keras.config.dtype_policy()
     policy = policy_name(c.mixed_precision, strategy)
@@ -432,7 +434,8 @@ def run(c, *, strategy, log, style, setup, build_model, style_index, style_names
         try:
             writer = tf.summary.create_file_writer(c.train_dir) if is_chief else tf.summary.create_noop_writer()
         except tf.errors.OpError as e:
-            raise ConfigError(f"--train_dir={c.train_dir}: cannot write TensorBoard events there ({_reason(e)})") from None
+            kind = StorageError if outputs.is_storage_failure(e) else ConfigError
+            raise kind(f"--train_dir={c.train_dir}: cannot write TensorBoard events there ({_reason(e)})") from None
 
         @contextlib.contextmanager
         def events_io():
