@@ -93,3 +93,18 @@ def forward(weights, image, style_weights):
     x = block(x, "expand/conv2/conv", up=True)
     x = block(x, "expand/conv3/conv", relu=False)
     return 1.0 / (1.0 + np.exp(-x[:, :h, :wd, :]))
+
+
+def randomize(model, seed):
+    """Gives `model` (built from the package's layers) random weights of a trained network's
+    scale, so that comparisons against this reference exercise every term; returns `model`."""
+    from image_stylization.model import conv_layers, norm_layers
+
+    r = np.random.default_rng(seed)
+    for layer in conv_layers(model):
+        fan_in = np.prod(layer.kernel.shape[:3])
+        layer.kernel.assign(r.normal(0, 1.5 / np.sqrt(fan_in), layer.kernel.shape).astype("float32"))
+    for layer in norm_layers(model):
+        layer.gamma.assign(r.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
+        layer.beta.assign(r.normal(0, 0.5, layer.beta.shape).astype("float32"))
+    return model

@@ -167,17 +167,6 @@ def _weights(model):
     return {magenta_name(v): np.asarray(v) for v in model.weights}
 
 
-def _randomize(model, seed):
-    r = np.random.default_rng(seed)
-    for layer in conv_layers(model):
-        fan_in = np.prod(layer.kernel.shape[:3])
-        layer.kernel.assign(r.normal(0, 1.5 / np.sqrt(fan_in), layer.kernel.shape).astype("float32"))
-    for layer in norm_layers(model):
-        layer.gamma.assign(r.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
-        layer.beta.assign(r.normal(0, 0.5, layer.beta.shape).astype("float32"))
-    return model
-
-
 def _photo(size):
     image = Image.open(demo_image_path()).convert("RGB").resize((size, size), Image.LANCZOS)
     return (np.asarray(image, np.float32) / 255)[None]
@@ -186,7 +175,7 @@ def _photo(size):
 @pytest.mark.parametrize("preset,alpha", [("android_26", 1.0), ("paper", 0.25), ("paper", 1.0)])
 @pytest.mark.parametrize("shape", [(2, 37, 53), (1, 16, 16), (1, 64, 44)])
 def test_random_weights_match_float64(preset, alpha, shape):
-    model = _randomize(build_transformer(3, preset=preset, alpha=alpha), 7)
+    model = numpy_reference.randomize(build_transformer(3, preset=preset, alpha=alpha), 7)
     x = rng.random(shape + (3,), dtype="float32")
     w = rng.random((shape[0], 3)).astype("float32")  # blends, not normalized
     expected = numpy_reference.forward(_weights(model), x, w)
@@ -260,7 +249,7 @@ def test_upsampling_fused_into_the_conv():
 def test_file_in_the_old_layout_loads_fused(tmp_path):
     """A .keras file written before the fusion (upsampling layers of factor 2, as the bundled
     files are) loads into the fused arrangement: same layers, variables and pictures."""
-    model = _randomize(build_transformer(2, preset="android_26"), 3)
+    model = numpy_reference.randomize(build_transformer(2, preset="android_26"), 3)
     x = rng.random((1, 36, 44, 3), dtype="float32")
     w = np.array([[0.3, 0.7]], "float32")
     fused = run(model, x, w)
@@ -294,7 +283,7 @@ def test_gradients_equal_plain_arrangement(monkeypatch, batch):
     takes the norms' fused form."""
     import tensorflow as tf
 
-    model = _randomize(build_transformer(3, preset="android_26", alpha=0.5), 11)
+    model = numpy_reference.randomize(build_transformer(3, preset="android_26", alpha=0.5), 11)
     x = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))
     w = tf.constant(np.eye(3, dtype="float32")[[0, 2][:batch]])
     target = tf.constant(rng.random((batch, 24, 28, 3), dtype="float32"))

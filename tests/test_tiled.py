@@ -18,26 +18,15 @@ from image_stylization.layers import (
     ReflectionPadConv2D,
     moments,
 )
-from image_stylization.model import build_transformer, conv_layers, magenta_name, norm_layers
+from image_stylization.model import build_transformer, magenta_name
 
 rng = np.random.default_rng(3)
 MB = tiled.MB
 
 
-def _randomize(model, seed):
-    r = np.random.default_rng(seed)
-    for layer in conv_layers(model):
-        fan_in = np.prod(layer.kernel.shape[:3])
-        layer.kernel.assign(r.normal(0, 1.5 / np.sqrt(fan_in), layer.kernel.shape).astype("float32"))
-    for layer in norm_layers(model):
-        layer.gamma.assign(r.uniform(0.5, 1.5, layer.gamma.shape).astype("float32"))
-        layer.beta.assign(r.normal(0, 0.5, layer.beta.shape).astype("float32"))
-    return model
-
-
 @pytest.fixture(scope="module", params=["android_26", "paper"])
 def network(request):
-    return _randomize(build_transformer(3, preset=request.param), 11)
+    return numpy_reference.randomize(build_transformer(3, preset=request.param), 11)
 
 
 @pytest.fixture
@@ -98,7 +87,7 @@ def test_moments_combine_tiles_exactly():
 def test_statistics_pass_matches_numpy(small_tiles):
     """The statistics the tiled passes gather for the first two norms equal numpy's float64
     statistics of the whole (padded) image's activations."""
-    model = _randomize(build_transformer(2, preset="android_26"), 5)
+    model = numpy_reference.randomize(build_transformer(2, preset="android_26"), 5)
     image = rng.random((53, 71, 3), dtype=np.float32)
     weights = np.array([[0.3, 0.7]], np.float32)
     runner, _ = _run(model, image, weights, 1.5)
@@ -137,7 +126,7 @@ def test_tiled_equals_whole_image_and_float64(network, small_tiles, budget_mb):
 
 
 def test_later_rows_reuse_style_independent_statistics(small_tiles):
-    model = _randomize(build_transformer(3, preset="android_26"), 2)
+    model = numpy_reference.randomize(build_transformer(3, preset="android_26"), 2)
     image = rng.random((40, 36, 3), dtype=np.float32)
     runner = tiled.TiledRunner(model, image, 2 * MB)
     first, later = runner.plan(True), runner.plan(False)
@@ -147,7 +136,7 @@ def test_later_rows_reuse_style_independent_statistics(small_tiles):
 
 
 def test_uint8_content_is_converted_as_image_io_does(small_tiles):
-    model = _randomize(build_transformer(2, preset="android_26"), 4)
+    model = numpy_reference.randomize(build_transformer(2, preset="android_26"), 4)
     u8 = rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)
     _, a = _run(model, u8, [[1, 0]], 2)
     _, b = _run(model, u8.astype(np.float32) / 255.0, [[1, 0]], 2)
