@@ -39,3 +39,23 @@ def tool_env(**extra):
            if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE")}
     env.update(extra)
     return env
+
+
+TINY_STYLE_NAMES = ["Alpha", "Beta", "Gamma"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small 3-style android_26 network with distinct styles (random betas), saved as a model
+    directory named with TINY_STYLE_NAMES: fast to run, and each style gives another picture."""
+    import numpy as np
+
+    from image_stylization import checkpoint
+    from image_stylization.model import build_transformer, norm_layers
+
+    model = build_transformer(3, preset="android_26")
+    rng = np.random.default_rng(0)
+    for layer in norm_layers(model):
+        layer.beta.assign(rng.normal(0, 0.5, layer.beta.shape).astype(np.float32))
+    return checkpoint.save_model(model, str(tmp_path_factory.mktemp("ckpt") / "tiny"),
+                                 TINY_STYLE_NAMES)

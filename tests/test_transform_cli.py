@@ -9,25 +9,15 @@ import numpy as np
 import pytest
 from absl import flags
 from absl.testing import flagsaver
+from conftest import TINY_STYLE_NAMES as NAMES
 from conftest import tool_env
 from PIL import Image
 
 from image_stylization import checkpoint, cli
 from image_stylization import image_stylization_transform as transform
-from image_stylization.model import build_transformer, norm_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMES = ["Alpha", "Beta", "Gamma"]
 FLAGS = flags.FLAGS
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    model = build_transformer(3, preset="android_26")
-    rng = np.random.default_rng(0)
-    for layer in norm_layers(model):  # distinct styles
-        layer.beta.assign(rng.normal(0, 0.5, layer.beta.shape).astype(np.float32))
-    return checkpoint.save_model(model, str(tmp_path_factory.mktemp("ckpt") / "tiny"), NAMES)
 
 
 @pytest.fixture(scope="module")

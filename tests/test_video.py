@@ -22,22 +22,11 @@ cv2 = pytest.importorskip(
 from image_stylization import checkpoint, cli, video  # noqa: E402
 from image_stylization import image_stylization_transform as transform  # noqa: E402
 from image_stylization.errors import DependencyError, VideoError  # noqa: E402
-from image_stylization.model import build_transformer, norm_layers  # noqa: E402
 from image_stylization.stylize import demo_image_path, stylize  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 PAN = (3, 1)  # px per frame the test clips' content moves by (x, y)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    model = build_transformer(3, preset="android_26")
-    rng = np.random.default_rng(0)
-    for layer in norm_layers(model):  # distinct styles
-        layer.beta.assign(rng.normal(0, 0.5, layer.beta.shape).astype(np.float32))
-    return checkpoint.save_model(model, str(tmp_path_factory.mktemp("ckpt") / "tiny"),
-                                 ["Alpha", "Beta", "Gamma"])
 
 
 @pytest.fixture(scope="module")
