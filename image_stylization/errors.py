@@ -74,3 +74,11 @@ class TrainingError(Error, RuntimeError):
 class StorageError(Error, OSError):
     """An output that could not be written in full because the file system failed (disk full,
     file too large, I/O error), not because of the path given; the message names the output."""
+
+
+def file_failure(path, error):
+    """The one line reporting `error` for the input file `path` in a run over several files:
+    the message's first line, prefixed with `path` unless it already starts with it (an
+    ImageError names its file; other errors are about it without saying so)."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return message if message.startswith(path) else f"{path}: {message}"

@@ -37,6 +37,7 @@ from absl import flags
 
 from image_stylization import cli, outputs, video
 from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
+from image_stylization.errors import file_failure
 
 flags.DEFINE_string(
     "checkpoint", None,
@@ -262,11 +263,7 @@ def transform_images(paths, output_dir, basenames_, model, selection, all_styles
             if not several:
                 raise cli.UsageError(str(e)) from None
             failures.append((path, str(e)))
-            # The message starts with the file name (ImageError) or is about this file.
-            message = str(e).splitlines()[0]
-            if not message.startswith(path):
-                message = f"{path}: {message}"
-            print(f"{prefix}error: {message}", file=err, flush=True)
+            print(f"{prefix}error: {file_failure(path, e)}", file=err, flush=True)
             continue
         except BaseException:
             progress.close()

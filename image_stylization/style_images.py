@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from image_stylization import image_io
-from image_stylization.errors import InputError, StyleError
+from image_stylization.errors import InputError, StyleError, file_failure
 from image_stylization.tiled import DEFAULT_MEMORY_BUDGET_MB
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -225,10 +225,7 @@ def transform_images(paths, output_dir, basenames, model, styles, strengths=(1.0
                     raise
                 raise InputError(str(e)) from None  # e.g. an image under 16 px
             failures.append((path, str(e)))
-            message = str(e).splitlines()[0]
-            if not message.startswith(path):
-                message = f"{path}: {message}"
-            print(f"{prefix}error: {message}", file=err, flush=True)
+            print(f"{prefix}error: {file_failure(path, e)}", file=err, flush=True)
             continue
         seconds = time.perf_counter() - start
         print(f"{prefix}{path} -> {', '.join(targets)} ({seconds:.1f} s)", file=out, flush=True)

@@ -111,3 +111,10 @@ def test_asking_for_tensorflow_lines_shows_them(tmp_path):
         assert tags <= _record_tags(r.stderr), r.stderr
         assert r.stderr.splitlines()[-1].endswith("this model has 26 styles (0..25)")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_file_failure_names_the_file_once():
+    from image_stylization.errors import ImageError, file_failure
+
+    assert file_failure("a.png", ImageError("a.png: not an image file")) == "a.png: not an image file"
+    assert file_failure("a.png", ValueError("image is 8x8 px\nmore")) == "a.png: image is 8x8 px"
