@@ -26,7 +26,7 @@ import tempfile
 
 import tensorflow as tf
 
-from image_stylization import outputs
+from image_stylization import layers, outputs
 from image_stylization.checkpoint import load_model
 from image_stylization.errors import ExportError, StorageError  # noqa: F401  (re-exported)
 from image_stylization.model import magenta_name, num_styles_of
@@ -363,11 +363,13 @@ def litert_bytes(model, quantize="none", image_size=None):
     def stylize(image, style_weights):
         return {"stylized": model({"image": image, "style_weights": style_weights}, training=False)}
 
-    return _to_litert(stylize.get_concrete_function(), _VariableHolder(model), quantize)
+    return _to_litert(stylize, _VariableHolder(model), quantize)
 
 
-def _to_litert(concrete_function, holder, quantize):
-    """One concrete function -> LiteRT bytes, builtin ops only."""
+def _to_litert(function, holder, quantize):
+    """One `tf.function` with an input signature -> LiteRT bytes, builtin ops only."""
+    with layers.litert_ops():  # traced with the ops LiteRT's converter can lower
+        concrete_function = function.get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function], holder)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize == "dynamic_range":
@@ -548,8 +550,7 @@ def arbitrary_litert_bytes(model, quantize="none", image_size=None, style_image_
         return {"stylized": transformer({"image": image, "style_embedding": style_embedding},
                                         training=False)}
 
-    return (_to_litert(predict_style.get_concrete_function(), holder, quantize),
-            _to_litert(stylize.get_concrete_function(), holder, quantize))
+    return (_to_litert(predict_style, holder, quantize), _to_litert(stylize, holder, quantize))
 
 
 def _arbitrary_writer(model, format, quantize, image_size):

@@ -205,8 +205,9 @@ def compiled_forward(model, jit_compile=False, precision="float32"):
 
     B is S, or 1 for S styles of one image (the network then computes everything before the
     first norm once). The signatures leave height and width free, so new sizes reuse the same
-    graph instead of retracing; one image with one style runs a graph traced for batch 1, where
-    the norms can fuse their scale, shift and ReLU into one pass (`layers.normalize`). This is the
+    graph instead of retracing. One image runs a graph traced with its batch of 1 known, where the
+    norms' statistics take one fused op (`layers.moments`), and one image with one style a graph
+    where the norms also fuse their scale, shift and ReLU into one pass (`layers.normalize`). This is the
     model's own graph, the one the SavedModel and LiteRT exports run. `jit_compile=True` asks
     XLA for a kernel per shape: faster for repeated sizes, but every new size compiles for
     several seconds. `precision="bfloat16"` runs a copy of the model whose convolutions compute
@@ -231,11 +232,11 @@ def compiled_forward(model, jit_compile=False, precision="float32"):
         else:
             ref = weakref.ref(model)  # the graphs hold the variables, not the model
 
-        def trace(batch):
+        def trace(images, rows):
             @tf.function(
                 input_signature=[
-                    tf.TensorSpec([batch, None, None, 3], tf.float32),
-                    tf.TensorSpec([batch, n], tf.float32),
+                    tf.TensorSpec([images, None, None, 3], tf.float32),
+                    tf.TensorSpec([rows, n], tf.float32),
                 ],
                 jit_compile=bool(jit_compile),
             )
@@ -244,12 +245,15 @@ def compiled_forward(model, jit_compile=False, precision="float32"):
 
             return forward
 
-        single, batched = trace(1), trace(None)
+        # Traced lazily, each the first time its case comes up.
+        traces = {}
 
         def forward(image, style_weights):
-            if len(image) == 1 and len(style_weights) == 1:
-                return single(image, style_weights)
-            return batched(image, style_weights)
+            key = (1 if len(image) == 1 else None,
+                   1 if len(image) == 1 and len(style_weights) == 1 else None)
+            if key not in traces:
+                traces[key] = trace(*key)
+            return traces[key](image, style_weights)
 
         per_model[key] = forward
     return per_model[key]

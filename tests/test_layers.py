@@ -332,6 +332,93 @@ def test_one_example_norm_equals_batched_with_gradients(relu):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,mean,rtol", [((1, 9, 7, 4), 5.0, 2e-6), ((1, 1, 5, 2), 5.0, 2e-6),
+                                             ((1, 64, 3, 1), 5.0, 2e-6),
+                                             ((1, 16, 16, 3), 50.0, 1e-4)])
+def test_one_example_moments_match_float64_and_the_batched_form(shape, mean, rtol):
+    """Batch 1 takes its first-stage statistics from one fused op over the image reshaped to
+    columns: the numbers are float64's and the batched form's (H = 1 included; a one-pass
+    variance, so a looser bound where the mean is 25 standard deviations), for shapes known or
+    not when traced, and the gradient through the statistics is the batched form's. Traced for
+    LiteRT, the same function uses ops the converter lowers."""
+    import tensorflow as tf
+    from image_stylization import layers
+
+    x = tf.constant(rng.normal(mean, 2.0, shape).astype("float32"))
+    x64 = x.numpy().astype("float64")
+    w_mean, w_var = (tf.constant(rng.normal(size=(1, 1, 1, shape[3])).astype("float32"))
+                     for _ in range(2))
+
+    def loss(fn, x):
+        mean, variance = fn(x)
+        return tf.reduce_sum(mean * w_mean) + tf.reduce_sum(variance * w_var), (mean, variance)
+
+    def one(x):
+        return layers.moments(x)
+
+    def batched(x):  # the same example twice: batch 2, the general form
+        mean, variance = layers.moments(tf.concat([x, x], 0))
+        return mean[:1], variance[:1]
+
+    def grad(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value, stats = loss(fn, x)
+        return stats, tape.gradient(value, x)
+
+    (mean_b, var_b), grad_b = grad(batched)
+    dynamic = tf.function(one, input_signature=[tf.TensorSpec([1, None, None, shape[3]])])
+    for (mean, variance), g in (grad(one), (dynamic(x), None),
+                                (tf.function(one, jit_compile=True)(x), None)):
+        np.testing.assert_allclose(mean[0, 0, 0], x64.mean(axis=(0, 1, 2)), rtol=1e-6)
+        np.testing.assert_allclose(variance[0, 0, 0], x64.var(axis=(0, 1, 2)), rtol=rtol,
+                                   atol=1e-6)
+        np.testing.assert_allclose(variance, var_b, rtol=rtol, atol=1e-6)
+        if g is not None:
+            np.testing.assert_allclose(g, grad_b, rtol=1e-4, atol=1e-6)
+
+    def op_types():
+        graph = tf.function(one).get_concrete_function(tf.TensorSpec(shape)).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "FusedBatchNormV3" in op_types()
+    with layers.litert_ops():
+        assert "FusedBatchNormV3" not in op_types()
+
+
+@pytest.mark.parametrize("spec", [[None, 8, 6, 3], [None, None, None, 3]])
+def test_moments_with_a_batch_unknown_when_traced(spec):
+    """A SavedModel's signature leaves the batch open: `moments` then picks the one-example
+    form per call. With H, W and C known, a constant reshape in that branch once let TF's
+    graph optimizer infer a batch of 1 and run the branch for a batch of 2."""
+    import tensorflow as tf
+    from image_stylization import layers
+
+    moments = tf.function(layers.moments, input_signature=[tf.TensorSpec(spec)])
+    for batch in (1, 2, 3):
+        x = rng.normal(2.0, 1.0, (batch, 8, 6, 3)).astype("float32")
+        mean, variance = moments(x)
+        np.testing.assert_allclose(mean, x.astype("float64").mean(axis=(1, 2), keepdims=True),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(variance, x.astype("float64").var(axis=(1, 2), keepdims=True),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_one_example_moments_of_flat_activations_are_not_negative():
+    """Flat activations with a large mean (a blank photo) give a variance of about 0, never a
+    rounding error below it that epsilon cannot cover (a NaN image)."""
+    import tensorflow as tf
+    from image_stylization import layers
+
+    for value in (300.0, 1234.567, -77.7):
+        x = tf.fill([1, 257, 129, 8], value)
+        mean, variance = layers.moments(x)
+        assert np.all(variance.numpy() >= 0.0)
+        np.testing.assert_allclose(mean.numpy(), value, rtol=1e-5)
+        y = instance_norm(x, tf.ones([1, 8]), tf.zeros([1, 8]), 1e-5, "float32")
+        assert np.isfinite(y.numpy()).all()
+
+
 def test_nearest_upsampling_is_pixel_repetition():
     x = rng.normal(size=(2, 3, 5, 4)).astype("float32")
     y = np.asarray(NearestUpsampling2D(2)(x))
