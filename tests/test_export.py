@@ -122,6 +122,11 @@ def test_serving_default_equals_keras(bundled, loaded):
                                                style_weights=tf.constant(weights))
     np.testing.assert_allclose(out["stylized"].numpy(), _stylize(model, image[[0, 0]], weights),
                                atol=1e-5)
+    # One image, one row: the norms' one-example statistics, chosen per call (the batch is open).
+    out = loaded.signatures["serving_default"](image=tf.constant(image[:1]),
+                                               style_weights=tf.constant(weights[:1]))
+    np.testing.assert_allclose(out["stylized"].numpy(),
+                               _stylize(model, image[[0, 0]], weights[[0, 0]])[:1], atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="height must be >= 16"):
         loaded.signatures["serving_default"](image=tf.zeros([1, 12, 40, 3]),
                                              style_weights=tf.constant(weights[:1]))
