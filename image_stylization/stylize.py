@@ -373,7 +373,7 @@ def _convert(array, kind):
         return image_io.to_uint8(array)
     if kind == np.uint16:
         return np.rint(np.clip(array, 0, 1) * 65535).astype(np.uint16)
-    return array.astype(np.float32)
+    return array.astype(np.float32, copy=False)  # `_finish` gave a writable array of our own
 
 
 def _give_back(array, kind):
@@ -470,7 +470,7 @@ def iter_stylize(image, styles, model=None, max_size=DEFAULT_MAX_SIZE, strength=
         raise ValueError(f"image is {w}x{h} px; the network needs both sides >= {MIN_SIZE} px")
     if strength == 0.0:
         for _ in weights:
-            yield _give_back(image_io.to_float(content), kind)
+            yield _give_back(image_io.to_float(content).copy(), kind)  # one array per result
         return
     if rows_per_call(model, h, w, 1, memory_budget_mb) == 0:
         yield from _tiled(model, content, weights, kind, budget, strength, preserve_color,

@@ -59,6 +59,17 @@ def test_list_equals_single_calls_in_one_batch(model, photo, monkeypatch):
     assert np.abs(many[0] - many[1]).mean() > 0.01  # styles differ
 
 
+@pytest.mark.parametrize("strength", [1.0, 0.0])
+def test_float_results_are_writable_arrays_of_their_own(model, photo, strength):
+    """Results are the caller's to change: writable, sharing memory with neither the input, nor
+    each other, nor TensorFlow's (read-only) output buffer."""
+    results = st.stylize(photo, [0, 1], model=model, strength=strength)
+    for r in results:
+        assert r.flags.writeable and not np.shares_memory(r, photo)
+    assert not np.shares_memory(results[0], results[1])
+    results[0][0, 0] = 0.5  # must not raise
+
+
 def test_blend_equals_hand_interpolated_gamma_beta(model, photo):
     out = st.stylize(photo, {0: 1.0, "Stained glass": 3.0}, model=model)
     # Reference: a 1-style network whose gamma/beta are 0.25*style0 + 0.75*style2, by hand.
