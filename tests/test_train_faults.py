@@ -80,19 +80,6 @@ def test_paths_of_the_wrong_kind(assets, tmp_path, job):
     assert a_file.read_text() == "not a directory"
 
 
-def test_paths_of_the_wrong_kind_from_the_command_line(assets, trained, tmp_path):
-    a_file = tmp_path / "a_file"
-    a_file.write_text("x")
-    for job, extra in (("train", []), ("finetune", ["--finetune_mode=append", "--alpha=1"])):
-        proc = cli(job, *cli_args(tiny_config(assets, a_file)), *extra)
-        assert proc.returncode == 2 and "exists and is not a directory" in error_line(proc), proc.stderr[-2000:]
-    proc = cli("evaluate", f"--checkpoint={trained}", f"--style_dataset_file={assets['dataset']}",
-               f"--content_source={assets['photos']}", f"--eval_dir={a_file}")
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert re.search(r"--eval_dir=.*a_file: exists and is not a directory", error_line(proc))
-    assert a_file.read_text() == "x"
-
-
 def test_evaluate_paths_of_the_wrong_kind(assets, trained, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
