@@ -30,8 +30,8 @@ Sections (`--sections`, comma-separated):
   sum, not of the wall time.
 
 Every path of a section lives in one process and is timed round-robin (run r of every path, then
-run r+1, each round starting one path later), so a burst of load from elsewhere hits them all
-alike. A timing is one call from numpy
+run r+1, each round in its own seeded random order), so a burst of load from elsewhere hits them
+all alike and no path always runs just after onnxruntime, whose threads spin after a call. A timing is one call from numpy
 in to numpy out in the path's native layout (NHWC for ours, NCHW for the ONNX file). Reported:
 the median and minimum of `--runs` warm runs (after one first call and `--warmup` runs), the
 process CPU time of one call (all threads; onnxruntime's spin-waiting counts), the ratio of
@@ -43,6 +43,7 @@ import importlib
 import os
 import platform
 import resource
+import random
 import shutil
 import statistics
 import subprocess
@@ -263,10 +264,13 @@ def round_robin(calls, runs, warmup):
     walls = {name: [] for name in calls}
     cpus = {name: [] for name in calls}
     names = list(calls)
+    order = random.Random(0)
     for r in range(runs):
-        # Each round starts one path later: onnxruntime's threads spin for a while after a
-        # run, slowing whatever runs next, so no path should always be the one after it.
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        # Each round in its own (seeded) random order: onnxruntime's threads spin for a while
+        # after a run, slowing whatever runs next, so no path may always be the one after it.
+        # (Starting each round one path later, as this did before, keeps the cyclic order:
+        # the path listed after onnxruntime followed it in every round.)
+        for name in order.sample(names, len(names)):
             fn = calls[name]
             c, t = cpu_seconds(), time.perf_counter()
             fn()
