@@ -31,8 +31,9 @@ Sections (`--sections`, comma-separated):
 
 Every path of a section lives in one process and is timed round-robin (run r of every path, then
 run r+1, each round in its own seeded random order), so a burst of load from elsewhere hits them
-all alike and no path always runs just after onnxruntime, whose threads spin after a call. A timing is one call from numpy
-in to numpy out in the path's native layout (NHWC for ours, NCHW for the ONNX file). Reported:
+all alike and no path always runs just after onnxruntime, whose threads spin after a call. A
+timing is one call from numpy in to numpy out in the path's native layout (NHWC for ours, NCHW
+for the ONNX file). Reported:
 the median and minimum of `--runs` warm runs (after one first call and `--warmup` runs), the
 process CPU time of one call (all threads; onnxruntime's spin-waiting counts), the ratio of
 medians to the reference, and the largest difference from onnxruntime's output.
@@ -42,8 +43,8 @@ import argparse
 import importlib
 import os
 import platform
-import resource
 import random
+import resource
 import shutil
 import statistics
 import subprocess

@@ -205,10 +205,11 @@ def compiled_forward(model, jit_compile=False, precision="float32"):
 
     B is S, or 1 for S styles of one image (the network then computes everything before the
     first norm once). The signatures leave height and width free, so new sizes reuse the same
-    graph instead of retracing. One image runs a graph traced with its batch of 1 known, where the
-    norms' statistics take one fused op (`layers.moments`), and one image with one style a graph
-    where the norms also fuse their scale, shift and ReLU into one pass (`layers.normalize`). This is the
-    model's own graph, the one the SavedModel and LiteRT exports run. `jit_compile=True` asks
+    graph instead of retracing. One image runs a graph traced with its batch of 1 known, where
+    the norms' statistics take one fused op (`layers.moments`), and one image with one style a
+    graph where the norms also fuse their scale, shift and ReLU into one pass
+    (`layers.normalize`). This is the model's own graph, the one the SavedModel and LiteRT
+    exports run. `jit_compile=True` asks
     XLA for a kernel per shape: faster for repeated sizes, but every new size compiles for
     several seconds. `precision="bfloat16"` runs a copy of the model whose convolutions compute
     in bfloat16 (norm statistics and output stay float32): on CPUs with AMX or AVX512_BF16 several
