@@ -337,10 +337,10 @@ def test_one_example_norm_equals_batched_with_gradients(relu):
                                              ((1, 16, 16, 3), 50.0, 1e-4)])
 def test_one_example_moments_match_float64_and_the_batched_form(shape, mean, rtol):
     """Batch 1 takes its first-stage statistics from one fused op over the image reshaped to
-    columns: the numbers are float64's and the batched form's (H = 1 included; a one-pass
-    variance, so a looser bound where the mean is 25 standard deviations), for shapes known or
-    not when traced, and the gradient through the statistics is the batched form's. Traced for
-    LiteRT, the same function uses ops the converter lowers."""
+    columns: the numbers are float64's and the batched form's (H = 1 included; the op's
+    variance is less exact where the mean is 25 standard deviations, hence a looser bound), for
+    shapes known or not when traced, and the gradient through the statistics is the batched
+    form's. Traced for LiteRT, the same function uses ops the converter lowers."""
     import tensorflow as tf
     from image_stylization import layers
 
@@ -373,6 +373,7 @@ def test_one_example_moments_match_float64_and_the_batched_form(shape, mean, rto
         np.testing.assert_allclose(mean[0, 0, 0], x64.mean(axis=(0, 1, 2)), rtol=1e-6)
         np.testing.assert_allclose(variance[0, 0, 0], x64.var(axis=(0, 1, 2)), rtol=rtol,
                                    atol=1e-6)
+        np.testing.assert_allclose(mean, mean_b, rtol=1e-6)
         np.testing.assert_allclose(variance, var_b, rtol=rtol, atol=1e-6)
         if g is not None:
             np.testing.assert_allclose(g, grad_b, rtol=1e-4, atol=1e-6)
@@ -405,8 +406,9 @@ def test_moments_with_a_batch_unknown_when_traced(spec):
 
 
 def test_one_example_moments_of_flat_activations_are_not_negative():
-    """Flat activations with a large mean (a blank photo) give a variance of about 0, never a
-    rounding error below it that epsilon cannot cover (a NaN image)."""
+    """Flat activations with a large mean (a blank photo) give a variance of about 0 and a
+    finite image. (TF's kernel gives >= 0 here even without the clamp in `_moments_one`; the
+    clamp is the guard for a kernel that rounds below 0, which this test would then catch.)"""
     import tensorflow as tf
     from image_stylization import layers
 
