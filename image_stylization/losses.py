@@ -30,7 +30,18 @@ def gram_matrix(features):
     shape = tf.shape(f)
     b, h, w, c = shape[0], shape[1], shape[2], shape[3]
     f = tf.reshape(f, tf.stack([b, h * w, c]))
-    return tf.matmul(f, f, transpose_a=True) / tf.cast(h * w, tf.float32)
+    return _self_product(f) / tf.cast(h * w, tf.float32)
+
+
+@tf.custom_gradient
+def _self_product(f):
+    """F^T F of f [B, N, C]. TF's own gradient treats the two operands as different tensors and
+    takes two matmuls and their sum; G is symmetric in F, so one matmul does: F (dG + dG^T)."""
+
+    def grad(dg):
+        return tf.matmul(f, dg + tf.linalg.matrix_transpose(dg))
+
+    return tf.matmul(f, f, transpose_a=True), grad
 
 
 def _lookup(features, name, what):

@@ -41,6 +41,31 @@ def test_gram_against_numpy_loops():
     np.testing.assert_allclose(got.numpy(), np_gram(f), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gram_gradient_equals_the_two_operand_gradient(dtype):
+    """The Gram's gradient, written as one matmul, is TF's own gradient of F^T F (two matmuls),
+    and the hand-derived one: d/dF sum(W * G) = F (W + W^T) / (H*W), in float64 numpy."""
+    f = tf.constant(random_features(1, {"x": (6, 5, 4)}, batch=2)["x"], dtype)
+    w = tf.constant(np.random.default_rng(2).normal(size=(2, 4, 4)), tf.float32)
+
+    def grad(gram):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            loss = tf.reduce_sum(w * gram(f))
+        return np.asarray(tape.gradient(loss, f), np.float64)
+
+    def two_operands(f):
+        x = tf.reshape(tf.cast(f, tf.float32), [2, 30, 4])
+        return tf.matmul(x, x, transpose_a=True) / 30.0
+
+    ours = grad(losses.gram_matrix)
+    np.testing.assert_allclose(ours, grad(two_operands), rtol=1e-5, atol=1e-6)
+    x = np.asarray(f, np.float64).reshape(2, 30, 4)
+    wn = np.asarray(w, np.float64)
+    by_hand = (x @ (wn + wn.transpose(0, 2, 1)) / 30.0).reshape(2, 6, 5, 4)
+    np.testing.assert_allclose(ours, by_hand, rtol=1e-5 if dtype == "float32" else 1e-2, atol=1e-5)
+
+
 def test_content_loss_hand_checked():
     p = {"a": np.ones((1, 2, 2, 1), np.float32)}
     c = {"a": np.zeros((1, 2, 2, 1), np.float32)}
