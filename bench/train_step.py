@@ -96,6 +96,8 @@ def main(argv=None):
         sys.exit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     if not os.path.isfile(a.vgg_weights):
         sys.exit(f"{a.vgg_weights}: no such file (pass --vgg_weights)")
+    if a.profile and os.path.exists(a.profile) and not os.path.isdir(a.profile):
+        sys.exit(f"--profile={a.profile}: exists and is not a directory")
     peer = None
     if a.torch_python:
         if not os.path.isfile(a.torch_peer):
