@@ -133,16 +133,22 @@ def main(argv=None):
     flops = step_flops(next(iter(trainers.values())), images)
     matmul = matmul_benchmark(tf)
     rates, cpu_rates, times, cpu_times, peer_rounds = [], [], collections.defaultdict(list), collections.defaultdict(list), []
+    paired = collections.defaultdict(list)
     for r in range(a.rounds):
         rate, cpu_rate = matmul()
         rates.append(rate)
         cpu_rates.append(cpu_rate)
         for name, (step, iterator) in steps.items():
+            # The machine's speed drifts (the matmul rate moved by a quarter between rounds on a
+            # shared VM): a matmul timed right before each variant's steps gives them a floor of
+            # their own moment.
+            near, _ = matmul()
             for _ in range(a.steps):
                 t0, c0 = time.perf_counter(), time.process_time()
                 float(step(iterator)["metrics"]["loss/total"])
                 times[name].append(time.perf_counter() - t0)
                 cpu_times[name].append(time.process_time() - c0)
+                paired[name].append(times[name][-1] * near / flops["total"])
         if peer:
             peer_rounds.append(run_peer(peer, a))
         print(f"round {r + 1}/{a.rounds}: " + ", ".join(
@@ -171,8 +177,10 @@ def main(argv=None):
                 f"{m} {s:.3f}s" for m, s in peer_median.items()) + f"; best {peer_best}")
     # "x floor (cpu)": CPU seconds of the step over CPU seconds of the floor's matmuls; on a busy
     # machine it is less distorted than the wall-clock ratio (both threads' work, not their waits).
+    # "x floor (paired)": the median over steps of each step's time over the floor at the rate of
+    # the matmul timed just before that variant's steps in the same round.
     header = (f"{'variant':10} {'first step':>10} {'median step':>12} {'images/s':>9} {'x floor':>8} "
-              f"{'x floor (cpu)':>14}")
+              f"{'x floor (cpu)':>14} {'x floor (paired)':>17}")
     if peer_best:
         header += f" {'x PyTorch best':>15}"
     print(header)
@@ -181,9 +189,10 @@ def main(argv=None):
         med = statistics.median(ts)
         cpu = statistics.median(cpu_times[name])
         line = (f"{name:10} {first[name]:9.1f}s {med:11.3f}s {a.batch / med:9.2f} {med / floor:8.2f} "
-                f"{cpu / cpu_floor:14.2f}")
+                f"{cpu / cpu_floor:14.2f} {statistics.median(paired[name]):17.2f}")
         row = {"first_step_s": first[name], "median_s": med, "x_floor": med / floor, "runs": ts,
-               "cpu_s": cpu, "x_floor_cpu": cpu / cpu_floor}
+               "cpu_s": cpu, "x_floor_cpu": cpu / cpu_floor,
+               "x_floor_paired": statistics.median(paired[name])}
         if peer_best:
             # Per round: our median over the round's steps / the peer's best of that round.
             ratios = [statistics.median(ts[i * a.steps:(i + 1) * a.steps]) / min(m["median_s"] for m in p["modes"].values())
