@@ -152,7 +152,33 @@ class TestReflectionPadConv2D:
             padded = np.asarray(layer.pad(x))
             np.testing.assert_array_equal(padded, np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)],
                                                          mode="reflect"))
-            np.testing.assert_array_equal(np.asarray(layer.convolve(padded)), expected)
+            # Stride 2 at even sizes adds the reflected border in a second sum: rounding only.
+            np.testing.assert_allclose(np.asarray(layer.convolve(padded)), expected, rtol=1e-6,
+                                       atol=1e-6)
+
+    def test_stride_2_with_sizes_unknown_when_traced(self):
+        """Stride 2 folds the padding into the conv at even sizes and pads at odd ones; with
+        the sizes open when traced (a SavedModel), a tf.cond picks per call. Traced for
+        LiteRT, the layer pads and runs a VALID conv."""
+        import tensorflow as tf
+        from image_stylization import layers
+
+        layer = ReflectionPadConv2D(5, 3, 2)
+        layer.build((None, None, None, 4))
+        fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 4])])
+        for size in ((8, 10), (9, 7), (6, 5), (2, 2)):
+            x = rng.normal(size=(2, *size, 4)).astype("float32")
+            expected = np_reflect_conv(x, np.asarray(layer.kernel), 2)
+            np.testing.assert_allclose(fn(x), expected, atol=1e-4)
+
+        def paddings(spec):
+            graph = tf.function(layer).get_concrete_function(spec).graph
+            return {op.get_attr("padding") for op in graph.get_operations()
+                    if op.type == "Conv2D"}
+
+        assert b"EXPLICIT" in paddings(tf.TensorSpec([1, 8, 8, 4]))
+        with layers.litert_ops():
+            assert paddings(tf.TensorSpec([1, 8, 8, 4])) == {b"VALID"}
 
     def test_padding_is_reflect_not_zero(self):
         # A constant image stays constant under reflection padding; zero padding darkens edges.
