@@ -187,8 +187,8 @@ class ReflectionPadConv2D(keras.layers.Layer):
       a ceil(k/2) conv with 4x the channels in and out, then `depth_to_space`. A conv with 3 or 4
       output channels uses a CPU's vector lanes poorly: 1.5-1.7x faster (BUILD_NOTES).
 
-    `pad(x)` and `convolve(x)` split `call` (`call(x) == convolve(pad(x))` without upsampling),
-    for callers that pad themselves (a tile with its neighbours' pixels as halo).
+    `pad(x)` and `convolve(x)` split `call` (`call(x) == convolve(pad(x))` without upsampling, to
+    rounding), for callers that pad themselves (a tile with its neighbours' pixels as halo).
     """
 
     # Output channels up to which a stride-1 conv with a kernel of 5 or more goes through
@@ -370,10 +370,12 @@ _LITERT_OPS = contextvars.ContextVar("litert_ops", default=False)
 def litert_ops():
     """Within it, layers are traced with ops that LiteRT's converter lowers to builtins.
 
-    Only `moments` of one example differs: TF's `FusedBatchNormV3` gives the first-stage
+    Two choices differ. `moments` of one example: TF's `FusedBatchNormV3` gives the first-stage
     statistics in one pass, but the converter lowers only that op's normalized output, not its
     statistics, so a LiteRT file gets the same two-stage means as MEAN ops (what XNNPACK runs
-    best anyway). The arithmetic is the same; the results agree to float32 rounding.
+    best anyway). Stride-2 convs pad first and run a VALID conv, as before: their padding
+    inside the conv was not tried with the converter. The arithmetic is the same; the results
+    agree to float32 rounding.
     """
     token = _LITERT_OPS.set(True)
     try:
