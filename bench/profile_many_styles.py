@@ -8,18 +8,15 @@ the profile's XPlane (ops that run at the same time overlap: shares are of the s
 """
 
 import argparse
-import collections
-import glob
-import os
 import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from image_stylization.stylize import demo_image_path, load_model, stylize
+from op_times import op_times  # bench/, beside this script
 
 
 def main():
@@ -44,19 +41,7 @@ def main():
     for _ in range(a.calls):
         stylize(photo, styles, model=model)
     tf.profiler.experimental.stop()
-    space = xplane_pb2.XSpace()
-    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
-    with open(path, "rb") as f:
-        space.ParseFromString(f.read())
-    by_type, by_op = collections.Counter(), collections.Counter()
-    for plane in space.planes:
-        for line in plane.lines:
-            for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                if ":" in name and not name.startswith(("_", "Eager")) and "::" not in name:
-                    seconds = event.duration_ps / 1e12 / a.calls
-                    by_type[name.rsplit(":", 1)[1]] += seconds
-                    by_op[name] += seconds
+    by_type, by_op = op_times(logdir, a.calls)
     total = sum(by_type.values())
     print(f"{len(styles)} styles of a {a.size} px photo, one call: {1000 * wall:.0f} ms wall "
           f"(unprofiled), {1000 * total:.0f} ms of op time per call ({logdir})")

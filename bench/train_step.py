@@ -28,7 +28,6 @@ times every `--torch_modes` mode itself; our process is idle meanwhile). Medians
 
 import argparse
 import collections
-import glob
 import json
 import os
 import statistics
@@ -292,7 +291,7 @@ def profile(tf, step_and_iterator, logdir, flops, rate, steps=3):
     """Profiles `steps` steps and prints time by op class: convolutions and matmuls (compute-bound:
     their share of the step vs their share of the FLOP floor) and the rest (elementwise ops,
     reductions, pads, copies: memory-bound)."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from op_times import op_times  # bench/, beside this script
 
     step, iterator = step_and_iterator
     float(step(iterator)["metrics"]["loss/total"])
@@ -302,18 +301,7 @@ def profile(tf, step_and_iterator, logdir, flops, rate, steps=3):
         float(step(iterator)["metrics"]["loss/total"])
     wall = (time.perf_counter() - t0) / steps
     tf.profiler.experimental.stop()
-    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
-    space = xplane_pb2.XSpace()
-    with open(path, "rb") as f:
-        space.ParseFromString(f.read())
-    by_type, by_op = collections.Counter(), collections.Counter()
-    for plane in space.planes:
-        for line in plane.lines:
-            for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                if ":" in name and not name.startswith(("_", "Eager")) and "::" not in name:
-                    by_type[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12 / steps
-                    by_op[name] += event.duration_ps / 1e12 / steps
+    by_type, by_op = op_times(logdir, steps)
     total = sum(by_type.values())
     compute = {k: v for k, v in by_type.items() if "Conv" in k or "MatMul" in k or "Einsum" in k or "Dot" in k}
     print(f"\nprofile ({steps} steps, {logdir}): wall {wall:.3f} s/step; op time summed over threads "
