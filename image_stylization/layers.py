@@ -77,8 +77,8 @@ def _stride2_conv_even(x, kernel):
     so the conv zero-pads top and left itself (no copy), and the reflected row and column that
     the zeros stand for are added to the first output row and column: two thin convs and
     copies of the output, a quarter of the input's size, where the pad copied the input twice.
-    26x256x256x32 -> 32: 124 -> 93 ms (BUILD_NOTES). The gradient is the padded conv's: TF's
-    own, through the slices, would make full-size StridedSliceGrads.
+    26x256x256x32 -> 32: 81 -> 62 ms (bench/stride2_conv.py). The gradient is the padded
+    conv's: TF's own, through the slices, would make full-size StridedSliceGrads.
     """
     y = tf.nn.conv2d(x, kernel, 2, [[0, 0], [1, 0], [1, 0], [0, 0]])
     # Padded row -1 is x's row 1, itself reflected on the left (column -1 is column 1).
