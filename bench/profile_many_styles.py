@@ -1,9 +1,9 @@
 """Where the time of `stylize(photo, list(range(26)))` goes: many styles of one photo in one call.
 
-    python bench/profile_many_styles.py [--size=256] [--calls=5] [--top=20] [--logdir=DIR]
+    python bench/profile_many_styles.py [--size=256] [--styles=all] [--calls=5] [--top=20] [--logdir=DIR]
 
 The bundled 26-style model on the demo photo resized to --size, warmed up, then --calls calls
-under TensorFlow's profiler. Prints the op time per call by op type and the slowest ops, from
+under TensorFlow's profiler. `--styles=7` profiles one style (the single-photo path). Prints the op time per call by op type and the slowest ops, from
 the profile's XPlane (ops that run at the same time overlap: shares are of the summed op time).
 """
 
@@ -22,12 +22,15 @@ from op_times import op_times  # bench/, beside this script
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=256)
+    p.add_argument("--styles", default="all", help="'all', or comma-separated style indices")
     p.add_argument("--calls", type=int, default=5)
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--logdir", help="where the profile goes (default: a temporary directory)")
     a = p.parse_args()
     model = load_model()
-    styles = list(range(int(model.inputs[1].shape[-1])))
+    styles = (list(range(int(model.inputs[1].shape[-1]))) if a.styles == "all"
+              else [int(s) for s in a.styles.split(",")])
+    styles = styles if len(styles) > 1 else styles[0]
     photo = Image.open(demo_image_path()).convert("RGB").resize((a.size, a.size))
     photo = np.asarray(photo, np.float32) / 255.0
     for _ in range(3):
@@ -43,7 +46,8 @@ def main():
     tf.profiler.experimental.stop()
     by_type, by_op = op_times(logdir, a.calls)
     total = sum(by_type.values())
-    print(f"{len(styles)} styles of a {a.size} px photo, one call: {1000 * wall:.0f} ms wall "
+    count = len(styles) if isinstance(styles, list) else 1
+    print(f"{count} style(s) of a {a.size} px photo, one call: {1000 * wall:.0f} ms wall "
           f"(unprofiled), {1000 * total:.0f} ms of op time per call ({logdir})")
     print("| op type | ms per call | share |\n|---|---|---|")
     for op, seconds in by_type.most_common(12):
