@@ -75,19 +75,33 @@ def _stride2_conv_even(x, kernel):
 
     With H and W even, the outputs never read the bottom row or right column of the padding,
     so the conv zero-pads top and left itself (no copy), and the reflected row and column that
-    the zeros stand for are added to the first output row and column: two thin convs and
-    copies of the output, a quarter of the input's size, where the pad copied the input twice.
-    26x256x256x32 -> 32: 81 -> 62 ms (bench/stride2_conv.py). The gradient is the padded
-    conv's: TF's own, through the slices, would make full-size StridedSliceGrads.
+    the zeros stand for are added to the first output row and column: two thin convs and one
+    scatter-add (TF copies the output once for it; slicing and concatenating copied it four
+    times). 26x256x256x32 -> 32: 94 ms padded, 65 with two scatter-adds, 59 with one
+    (BUILD_NOTES, Inference). The gradient is the padded conv's: TF's own, through the
+    slices, would make full-size StridedSliceGrads.
     """
     y = tf.nn.conv2d(x, kernel, 2, [[0, 0], [1, 0], [1, 0], [0, 0]])
     # Padded row -1 is x's row 1, itself reflected on the left (column -1 is column 1).
     row = tf.concat([x[:, 1:2, 1:2], x[:, 1:2]], axis=2)
     # Padded column -1 is x's column 1, below row -1 (whose corner the row above counts).
     column = tf.pad(x[:, :, 1:2], [[0, 0], [1, 0], [0, 0], [0, 0]])
-    y = tf.concat([y[:, :1] + tf.nn.conv2d(row, kernel[:1], 2, "VALID"), y[:, 1:]], axis=1)
-    y = tf.concat([y[:, :, :1] + tf.nn.conv2d(column, kernel[:, :1], 2, "VALID"), y[:, :, 1:]],
-                  axis=2)
+    row = tf.nn.conv2d(row, kernel[:1], 2, "VALID")[:, 0]  # [B, W/2, F]
+    column = tf.nn.conv2d(column, kernel[:, :1], 2, "VALID")[:, :, 0]  # [B, H/2, F]
+    # One scatter-add into y's pixels as rows of [B*H/2*W/2, F]: the first row's pixels (the
+    # corner takes both corrections), then the first column's below it.
+    # Static sizes where known, so that the reshape back keeps them for the layers after.
+    batch, height, width = (x.shape[i] if x.shape[i] is not None else tf.shape(x)[i]
+                            for i in range(3))
+    height, width, filters = height // 2, width // 2, kernel.shape[-1]
+    row = tf.concat([row[:, :1] + column[:, :1], row[:, 1:]], axis=1)
+    first = tf.range(batch)[:, None] * (height * width)
+    pixels = tf.concat([tf.reshape(first + tf.range(width)[None], [-1]),
+                        tf.reshape(first + tf.range(1, height)[None] * width, [-1])], axis=0)
+    updates = tf.concat([tf.reshape(row, [-1, filters]), tf.reshape(column[:, 1:], [-1, filters])],
+                        axis=0)
+    y = tf.tensor_scatter_nd_add(tf.reshape(y, [-1, filters]), pixels[:, None], updates)
+    y = tf.reshape(y, tf.stack([batch, height, width, filters]))
 
     def grad(dy):
         padded = reflect_pad(x, 1)
@@ -147,10 +161,10 @@ def _phase_kernel(kernel):
     """3x3 kernel [3,3,C,F] of a conv after nearest x2 upsampling -> [2,2,C,4F] kernel of the
     same sums at low resolution, one group of F outputs per output phase (depth_to_space
     order, phases swapped; see `_upsample_taps`)."""
-    sel = tf.constant(_upsample_taps(), kernel.dtype)
+    sel = _upsample_taps()
     c, f = kernel.shape[2], kernel.shape[3]
-    phased = tf.einsum("ysg,xrh,yxio->srigho", sel, sel, kernel)
-    return tf.reshape(phased, [2, 2, c, 4 * f])
+    phased = _combine_taps(np.einsum("ysg,xrh->srghyx", sel, sel), kernel)  # [s,r,g,h,C,F]
+    return tf.reshape(tf.transpose(phased, [0, 1, 4, 2, 3, 5]), [2, 2, c, 4 * f])
 
 
 def _s2d_kernel(kernel):
@@ -158,9 +172,19 @@ def _s2d_kernel(kernel):
     space_to_depth(2) of the input and giving depth_to_space(2) of the output."""
     k, c, f = kernel.shape[0], kernel.shape[2], kernel.shape[3]
     q = (k + 1) // 2
-    sel = tf.constant(_s2d_taps(k), kernel.dtype)
-    packed = tf.einsum("ytra,xsub,yxio->tsruiabo", sel, sel, kernel)
-    return tf.reshape(packed, [q, q, 4 * c, 4 * f])
+    sel = _s2d_taps(k)
+    packed = _combine_taps(np.einsum("ytra,xsub->tsruabyx", sel, sel), kernel)  # [t,s,r,u,a,b,C,F]
+    return tf.reshape(tf.transpose(packed, [0, 1, 2, 3, 6, 4, 5, 7]), [q, q, 4 * c, 4 * f])
+
+
+def _combine_taps(taps, kernel):
+    """sum over y, x of taps[..., y, x] * kernel[y, x] -> [..., C, F], as one matmul: the
+    einsum of the 0/1 taps and the kernel this replaces took 1.6 ms per call for the 9x9 conv,
+    in every forward call (BUILD_NOTES, Inference)."""
+    k, c, f = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    lead = list(taps.shape[:-2])
+    taps = tf.constant(taps.reshape(-1, k * k), kernel.dtype)
+    return tf.reshape(tf.matmul(taps, tf.reshape(kernel, [k * k, c * f])), lead + [c, f])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -466,6 +490,15 @@ def normalize(x, mean, variance, gamma, beta, epsilon, dtype):
     x = ops.cast(x, "float32")
     if x.shape[0] == 1 and gamma.shape[0] == 1:
         return ops.cast(_normalize_one(x, mean, variance, gamma, beta, epsilon), dtype)
+    if x.shape[0] == 1 and not _LITERT_OPS.get():
+        # Several rows for one image: the fused op once per row, each reading x while it is
+        # in cache, where the broadcast multiply and add pass over all S outputs twice: 76 vs
+        # 58 ms for 26 rows at 256x256x32 (BUILD_NOTES, Inference).
+        rows = tf.map_fn(
+            lambda row: _normalize_one(x, mean, variance, row[0][None], row[1][None], epsilon)[0],
+            (gamma, beta), fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32),
+            parallel_iterations=1)
+        return ops.cast(rows, dtype)
     scale = gamma[:, None, None, :] * ops.rsqrt(variance + epsilon)
     shift = beta[:, None, None, :] - mean * scale
     return ops.cast(x * scale + shift, dtype)
@@ -481,13 +514,25 @@ def _normalize_one(x, mean, variance, gamma, beta, epsilon):
     written out.
     """
     channels = x.shape[-1]
+    # TF's CPU kernel is slow on a channel count that is not a multiple of 4 (the networks'
+    # last norm has 3: 20 ms at 1024x1024). Each row [W, C] as one pixel of W*C channels,
+    # with the per-channel values repeated W times, takes 3.3 ms (BUILD_NOTES, Inference).
+    # Not for LiteRT, whose converter would keep the reshapes and tiles.
+    by_rows = channels % 4 != 0 and not _LITERT_OPS.get()
 
     @tf.custom_gradient
     def norm(x, mean, variance, gamma, beta):
+        params = [tf.reshape(v, [channels]) for v in (gamma, beta, mean, variance)]
+        z = x
+        if by_rows:
+            shape = tf.shape(x)
+            z = tf.reshape(x, tf.stack([shape[0] * shape[1], 1, 1, shape[2] * channels]))
+            params = [tf.tile(v, tf.reshape(shape[2], [1])) for v in params]
         y, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=tf.reshape(gamma, [channels]), offset=tf.reshape(beta, [channels]),
-            mean=tf.reshape(mean, [channels]), variance=tf.reshape(variance, [channels]),
+            x=z, scale=params[0], offset=params[1], mean=params[2], variance=params[3],
             epsilon=epsilon, is_training=False)
+        if by_rows:
+            y = tf.reshape(y, tf.shape(x))
 
         def grad(dy):
             r = tf.math.rsqrt(variance + epsilon)  # [1,1,1,C]

@@ -325,16 +325,17 @@ def test_normalize_with_supplied_statistics():
                                atol=2e-5)
 
 
-@pytest.mark.parametrize("relu", [False, True])
-def test_one_example_norm_equals_batched_with_gradients(relu):
-    """A batch of one (batch 1 known when traced) takes a fused form; it gives the numbers and
-    the gradients (x, gamma, beta, through the statistics) of the batched form, also under XLA."""
+@pytest.mark.parametrize("relu,channels", [(False, 4), (True, 4), (False, 3), (True, 3)])
+def test_one_example_norm_equals_batched_with_gradients(relu, channels):
+    """A batch of one (batch 1 known when traced) takes a fused form (with 3 channels, on the
+    image's rows as pixels); it gives the numbers and the gradients (x, gamma, beta, through
+    the statistics) of the batched form, also under XLA."""
     import tensorflow as tf
 
-    x = tf.constant(rng.normal(1.0, 2.0, (1, 9, 7, 4)).astype("float32"))
-    gamma = tf.constant(rng.normal(1.0, 0.5, (1, 4)).astype("float32"))
-    beta = tf.constant(rng.normal(0.0, 0.5, (1, 4)).astype("float32"))
-    dy = tf.constant(rng.normal(size=(1, 9, 7, 4)).astype("float32"))
+    x = tf.constant(rng.normal(1.0, 2.0, (1, 9, 7, channels)).astype("float32"))
+    gamma = tf.constant(rng.normal(1.0, 0.5, (1, channels)).astype("float32"))
+    beta = tf.constant(rng.normal(0.0, 0.5, (1, channels)).astype("float32"))
+    dy = tf.constant(rng.normal(size=(1, 9, 7, channels)).astype("float32"))
     act = tf.nn.relu if relu else tf.identity
 
     def one(x, gamma, beta):
@@ -356,6 +357,51 @@ def test_one_example_norm_equals_batched_with_gradients(relu):
                                                                  beta.numpy())), atol=2e-5)
     for got in (grads(one), tf.function(lambda: grads(one))(),
                 tf.function(lambda: grads(one), jit_compile=True)()):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [4, 3])
+def test_one_image_with_several_rows_matches_numpy_with_gradients(channels):
+    """One image with S gamma/beta rows (several styles of one photo) gives S outputs, one row
+    each (the fused op once per row): the numbers of numpy on the image repeated S times, and
+    the gradients of the batched form on that repeated batch; also traced with S unknown,
+    under XLA, and as traced for LiteRT."""
+    import tensorflow as tf
+
+    from image_stylization.layers import litert_ops
+
+    x = tf.constant(rng.normal(1.0, 2.0, (1, 9, 7, channels)).astype("float32"))
+    gamma = tf.constant(rng.normal(1.0, 0.5, (3, channels)).astype("float32"))
+    beta = tf.constant(rng.normal(0.0, 0.5, (3, channels)).astype("float32"))
+    dy = tf.constant(rng.normal(size=(3, 9, 7, channels)).astype("float32"))
+
+    def grads(fn, *args):
+        with tf.GradientTape() as tape:
+            tape.watch([x, gamma, beta])
+            y = fn(x, gamma, beta, *args)
+        return [y] + tape.gradient(y, [x, gamma, beta], output_gradients=dy)
+
+    def rows(x, gamma, beta):
+        return instance_norm(x, gamma, beta, 1e-5, "float32")
+
+    def repeated(x, gamma, beta):
+        return instance_norm(tf.concat([x, x, x], 0), gamma, beta, 1e-5, "float32")
+
+    expected = grads(repeated)
+    np.testing.assert_allclose(expected[0], np_instance_norm(np.repeat(x.numpy(), 3, 0),
+                                                             gamma.numpy(), beta.numpy()),
+                               atol=2e-5)
+    open_rows = tf.function(rows, input_signature=[tf.TensorSpec([1, None, None, channels]),
+                                                   tf.TensorSpec([None, channels]),
+                                                   tf.TensorSpec([None, channels])])
+
+    def for_litert(x, gamma, beta):
+        with litert_ops():
+            return rows(x, gamma, beta)
+
+    for got in (grads(rows), tf.function(lambda: grads(rows))(), grads(open_rows),
+                tf.function(lambda: grads(rows), jit_compile=True)(), grads(for_litert)):
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
