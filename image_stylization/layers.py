@@ -421,12 +421,15 @@ _LITERT_OPS = contextvars.ContextVar("litert_ops", default=False)
 def litert_ops():
     """Within it, layers are traced with ops that LiteRT's converter lowers to builtins.
 
-    Two choices differ. `moments` of one example: TF's `FusedBatchNormV3` gives the first-stage
-    statistics in one pass, but the converter lowers only that op's normalized output, not its
-    statistics, so a LiteRT file gets the same two-stage means as MEAN ops (what XNNPACK runs
-    best anyway). Stride-2 convs pad first and run a VALID conv, as before: their padding
-    inside the conv was not tried with the converter. The arithmetic is the same; the results
-    agree to float32 rounding.
+    These choices differ. `moments` of one example: TF's `FusedBatchNormV3` gives the
+    first-stage statistics in one pass, but the converter lowers only that op's normalized
+    output, not its statistics, so a LiteRT file gets the same two-stage means as MEAN ops
+    (what XNNPACK runs best anyway). Stride-2 convs pad first and run a VALID conv: their
+    padding inside the conv was not tried with the converter. The rest keep the ops XNNPACK
+    runs and no control flow: `depth_to_space`/`space_to_depth` (TF runs them faster as
+    transposes), the plain multiply and add for a 3-channel norm and for several style rows
+    of one image, and `PadToMultiple` without its `tf.cond`. The arithmetic is the same; the
+    results agree to float32 rounding.
     """
     token = _LITERT_OPS.set(True)
     try:
@@ -771,6 +774,19 @@ class PadToMultiple(keras.layers.Layer):
         m = self.multiple
         if m == 1:
             return x
+        height, width = x.shape[1], x.shape[2]
+        if height is not None and width is not None:
+            return x if height % m == 0 and width % m == 0 else self._pad(x)
+        if _LITERT_OPS.get():
+            return self._pad(x)
+        # Sizes open when traced: most photos are already a multiple, and the pad copies the
+        # image twice even when it adds nothing (1 ms at 512 px, 4 at 1024).
+        shape = tf.shape(x)
+        aligned = tf.reduce_all(tf.equal(shape[1:3] % m, 0))
+        return tf.cond(aligned, lambda: tf.identity(x), lambda: self._pad(x))
+
+    def _pad(self, x):
+        m = self.multiple
         channels = x.shape[-1]
         shape = tf.shape(x)
         size = (shape[1:3] + m - 1) // m * m

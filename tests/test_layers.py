@@ -574,3 +574,28 @@ def test_layers_save_and_reload(tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     args = [rng.random((1, 8, 12, 3)).astype("float32"), np.eye(3, dtype="float32")[1:2]]
     np.testing.assert_array_equal(np.asarray(model(args)), np.asarray(loaded(args)))
+
+
+@pytest.mark.parametrize("size", [(16, 20), (17, 22), (19, 16)])
+def test_pad_to_multiple_is_numpy_reflect_at_bottom_right(size):
+    """PadToMultiple reflects rows/columns at the bottom and right up to a multiple of 4 (an
+    aligned image passes through): with sizes known and open when traced, and as traced for
+    LiteRT."""
+    import tensorflow as tf
+
+    from image_stylization.layers import PadToMultiple, litert_ops
+
+    x = rng.normal(size=(2, *size, 3)).astype("float32")
+    pad = [(0, 0), (0, -size[0] % 4), (0, -size[1] % 4), (0, 0)]
+    expected = np.pad(x, pad, mode="reflect")
+    layer = PadToMultiple(4)
+    open_sizes = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3])])
+
+    def for_litert(x):
+        with litert_ops():
+            return open_sizes.python_function(x)
+
+    litert = tf.function(for_litert, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    for got in (layer(x), tf.function(layer)(x), open_sizes(x), litert(x)):
+        np.testing.assert_array_equal(np.asarray(got), expected)
+    assert open_sizes.get_concrete_function().outputs[0].shape[-1] == 3
