@@ -8,16 +8,14 @@
   broadcast multiply and add against `layers.normalize`, the fused op once per row.
 - `tf.nn.depth_to_space` / `space_to_depth` by 2 against the layers' reshape and transpose, at
   the shapes of the 26-style network's last convs.
-Each pair alternates in one process; medians of --repeats calls, ms per call.
+Each pair takes turns in one process (the order flips every round); medians of --repeats
+calls, ms per call.
 """
-
-import argparse
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
 
+from alternate import median_ms, repeats_flag  # bench/, beside this script
 from image_stylization import layers
 
 
@@ -47,8 +45,14 @@ def norm_case(shape, rows, plain):
     return plain, layer, (x, mean, variance, gamma, beta)
 
 
+DEPTH_TO_SPACE = (lambda y: tf.nn.depth_to_space(y, 2), layers._depth_to_space)
+SPACE_TO_DEPTH = (lambda x: tf.nn.space_to_depth(x, 2), layers._space_to_depth)
+
+
 def shuffle_case(shape, plain, ours):
-    return plain, ours, (tf.random.stateless_normal(shape, [0, 1]),)
+    name = "depth_to_space" if plain is DEPTH_TO_SPACE[0] else "space_to_depth"
+    return (f"{name}, {'x'.join(map(str, shape))}",
+            lambda: (plain, ours, (tf.random.stateless_normal(shape, [0, 1]),)))
 
 
 CASES = [
@@ -56,26 +60,15 @@ CASES = [
     ("norm, 1 x 1024x1024x3, 1 row",
      lambda: norm_case((1, 1024, 1024, 3), 1, three_channels_fused)),
     ("norm + ReLU, 1 x 256x256x32, 26 rows", lambda: norm_case((1, 256, 256, 32), 26, broadcast)),
-    ("depth_to_space, 26x128x128x12",
-     lambda: shuffle_case((26, 128, 128, 12), lambda y: tf.nn.depth_to_space(y, 2),
-                          layers._depth_to_space)),
-    ("space_to_depth, 26x256x256x4",
-     lambda: shuffle_case((26, 256, 256, 4), lambda x: tf.nn.space_to_depth(x, 2),
-                          layers._space_to_depth)),
-    ("depth_to_space, 1x512x512x12",
-     lambda: shuffle_case((1, 512, 512, 12), lambda y: tf.nn.depth_to_space(y, 2),
-                          layers._depth_to_space)),
-    ("depth_to_space, 26x64x64x32",
-     lambda: shuffle_case((26, 64, 64, 32), lambda y: tf.nn.depth_to_space(y, 2),
-                          layers._depth_to_space)),
+    *(shuffle_case(shape, plain, ours) for shape, (plain, ours) in [
+        ((26, 128, 128, 12), DEPTH_TO_SPACE), ((26, 256, 256, 4), SPACE_TO_DEPTH),
+        ((1, 512, 512, 12), DEPTH_TO_SPACE), ((26, 64, 64, 32), DEPTH_TO_SPACE)]),
 ]
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=10)
-    a = p.parse_args()
-    print(f"TF {tf.__version__}; ms per call, median of {a.repeats}")
+    repeats = repeats_flag(__doc__, 10)
+    print(f"TF {tf.__version__}; ms per call, median of {repeats}")
     print("| case | plain | layer | layer / plain |\n|---|---|---|---|")
     for what, make in CASES:
         plain, ours, args = make()
@@ -83,13 +76,7 @@ def main():
         err = float(tf.reduce_max(tf.abs(ways["plain"](*args) - ways["layer"](*args))))
         if err > 1e-4:
             raise SystemExit(f"{what}: the layer is {err:.1e} away from the plain form")
-        times = {name: [] for name in ways}
-        for _ in range(a.repeats):
-            for name, fn in ways.items():
-                t0 = time.perf_counter()
-                fn(*args)
-                times[name].append(1000 * (time.perf_counter() - t0))
-        med = {name: statistics.median(v) for name, v in times.items()}
+        med = median_ms(ways, args, repeats)
         print(f"| {what} | {med['plain']:.1f} | {med['layer']:.1f} | "
               f"x{med['layer'] / med['plain']:.2f} |")
 

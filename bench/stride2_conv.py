@@ -8,12 +8,9 @@ Shapes of the bundled 26-style network (`contract.conv2`, `contract.conv3`): one
 and 1024 px, and 26 styles of a 256 px photo. The two alternate; medians of 3-call rounds.
 """
 
-import argparse
-import statistics
-import time
-
 import tensorflow as tf
 
+from alternate import median_ms, repeats_flag  # bench/, beside this script
 from image_stylization.layers import ReflectionPadConv2D, reflect_pad
 
 CASES = [("contract.conv2, 512 px", (1, 512, 512, 32)), ("contract.conv3, 512 px", (1, 256, 256, 32)),
@@ -23,10 +20,8 @@ CASES = [("contract.conv2, 512 px", (1, 512, 512, 32)), ("contract.conv3, 512 px
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=7)
-    a = p.parse_args()
-    print(f"TF {tf.__version__}; ms per call, median of {a.repeats} rounds of 3 calls")
+    repeats = repeats_flag(__doc__, 7)
+    print(f"TF {tf.__version__}; ms per call, median of {repeats} rounds of 3 calls")
     print("| case | input | pad + VALID conv | layer | layer / pad |\n|---|---|---|---|---|")
     for what, shape in CASES:
         x = tf.random.stateless_normal(shape, [0, 1])
@@ -37,14 +32,8 @@ def main():
         err = float(tf.reduce_max(tf.abs(ways["pad"](x) - ways["layer"](x))))
         if err > 1e-4:
             raise SystemExit(f"{what}: the layer is {err:.1e} away from pad + conv")
-        times = {name: [] for name in ways}
-        for r in range(a.repeats):
-            for name in (list(ways) if r % 2 else list(ways)[::-1]):
-                t0 = time.perf_counter()
-                for _ in range(3):
-                    ways[name](x)
-                times[name].append((time.perf_counter() - t0) / 3 * 1000)
-        pad, ours = (statistics.median(times[n]) for n in ("pad", "layer"))
+        med = median_ms(ways, (x,), repeats, calls=3)
+        pad, ours = med["pad"], med["layer"]
         print(f"| {what} | {'x'.join(map(str, shape))} | {pad:.1f} | {ours:.1f} | x{ours / pad:.2f} |")
 
 
