@@ -77,8 +77,8 @@ def _stride2_conv_even(x, kernel):
     so the conv zero-pads top and left itself (no copy), and the reflected row and column that
     the zeros stand for are added to the first output row and column: two thin convs and one
     scatter-add (TF copies the output once for it; slicing and concatenating copied it four
-    times). 26x256x256x32 -> 32: 94 ms padded, 65 with two scatter-adds, 59 with one
-    (BUILD_NOTES, Inference). The gradient is the padded conv's: TF's own, through the
+    times). 26x256x256x32 -> 32: 0.61x the time of pad + VALID conv, 0.84x with the copies
+    (bench/stride2_conv.py). The gradient is the padded conv's: TF's own, through the
     slices, would make full-size StridedSliceGrads.
     """
     y = tf.nn.conv2d(x, kernel, 2, [[0, 0], [1, 0], [1, 0], [0, 0]])
@@ -136,9 +136,8 @@ def _sizes(x):
 
 def _depth_to_space(y):
     """`tf.nn.depth_to_space(y, 2)` as a reshape, a transpose and a reshape: TF's CPU kernel
-    took 9.1 ms where the transpose takes 3.3 (26x128x128x12), 6.1 vs 1.9 ms at 1x512x512x12
-    (bench/layer_forms.py). The LiteRT converter gets the op itself,
-    which XNNPACK runs."""
+    took 10.0 ms where the transpose takes 2.7 (26x128x128x12), 3.9 vs 1.1 ms at 1x512x512x12
+    (bench/layer_forms.py). The LiteRT converter gets the op itself, which XNNPACK runs."""
     if _LITERT_OPS.get():
         return tf.nn.depth_to_space(y, 2)
     b, h, w, c = _sizes(y)
@@ -148,7 +147,7 @@ def _depth_to_space(y):
 
 def _space_to_depth(x):
     """`tf.nn.space_to_depth(x, 2)` (even H, W) as a reshape, a transpose and a reshape, for
-    the same reason as `_depth_to_space`: 10.6 vs 3.5 ms at 26x256x256x4."""
+    the same reason as `_depth_to_space`: 9.7 vs 2.6 ms at 26x256x256x4."""
     if _LITERT_OPS.get():
         return tf.nn.space_to_depth(x, 2)
     b, h, w, c = _sizes(x)
