@@ -91,8 +91,7 @@ def _stride2_conv_even(x, kernel):
     # One scatter-add into y's pixels as rows of [B*H/2*W/2, F]: the first row's pixels (the
     # corner takes both corrections), then the first column's below it.
     # Static sizes where known, so that the reshape back keeps them for the layers after.
-    batch, height, width = (x.shape[i] if x.shape[i] is not None else tf.shape(x)[i]
-                            for i in range(3))
+    batch, height, width, _ = _sizes(x)
     height, width, filters = height // 2, width // 2, kernel.shape[-1]
     row = tf.concat([row[:, :1] + column[:, :1], row[:, 1:]], axis=1)
     first = tf.range(batch)[:, None] * (height * width)
