@@ -12,13 +12,10 @@ of a 256 px photo, and the paper preset's training step (128 px x 4, forward and
 Rounds alternate the order of the three; medians, and each one's ratio to `phase3x3`.
 """
 
-import argparse
-import statistics
-import time
-
 import numpy as np
 import tensorflow as tf
 
+from alternate import median_ms, repeats_flag  # bench/, beside this script
 from image_stylization.layers import ReflectionPadConv2D, edge_pad
 
 CASES = [  # (what, input shape, filters, with the backward pass)
@@ -50,19 +47,9 @@ def phase3x3(x, kernel):
     return tf.nn.depth_to_space(tf.nn.conv2d(edge_pad(x), phased, 1, "VALID"), 2)
 
 
-def timed(fn, x, repeats):
-    fn(x)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn(x)
-    return (time.perf_counter() - t0) / repeats * 1000
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--repeats", type=int, default=9, help="rounds; each times 5 calls per way")
-    a = p.parse_args()
-    print(f"TF {tf.__version__}; ms per call, median of {a.repeats} rounds of 5 calls")
+    repeats = repeats_flag(__doc__, 9)
+    print(f"TF {tf.__version__}; ms per call, median of {repeats} rounds of 5 calls")
     print(f"| {'case':42} | pass | plain | phase3x3 | layer | layer / phase3x3 |")
     print("|---|---|---|---|---|---|")
     for what, shape, filters, backward in CASES:
@@ -90,11 +77,7 @@ def main():
                 err = float(tf.reduce_max(tf.abs(got - want)) / tf.reduce_max(tf.abs(want)))
                 if err > 1e-5:
                     raise SystemExit(f"{what}: {name} is {err:.1e} away from plain")
-        times = {name: [] for name in fns}
-        for r in range(a.repeats):
-            for name in (list(fns) if r % 2 else list(fns)[::-1]):
-                times[name].append(timed(fns[name], x, 5))
-        med = {name: statistics.median(t) for name, t in times.items()}
+        med = median_ms(fns, (x,), repeats, calls=5)
         print(f"| {what:42} | {'fwd+bwd' if backward else 'fwd'} | {med['plain']:.1f} | "
               f"{med['phase3x3']:.1f} | {med['layer']:.1f} | x{med['layer'] / med['phase3x3']:.2f} |")
 
