@@ -258,8 +258,8 @@ def round_robin(calls, runs, warmup, pause):
     """calls: {name: fn()}. Returns {name: (median s, min s, median CPU s, first s, last output)}.
 
     Each timed call starts `pause` seconds after the previous call ended: onnxruntime's threads
-    spin-wait after a run and took CPU from the call after it (ours at 512 px: median 123 ms
-    right after an onnxruntime call, 100 ms after a 0.15 s pause or after one of our own calls;
+    spin-wait after a run and took CPU from the call after it (`bench/after_onnxruntime.py`:
+    ours at 512 px 140 ms right after an onnxruntime call, 112 ms after a 0.15 s pause;
     onnxruntime's own time did not change). One photo per call, as users run it, does not pay
     for another library's spinning threads.
     """
