@@ -30,7 +30,9 @@ def main():
     from image_stylization.stylize import load_model
 
     model = load_model()
-    runners, skipped = inference.make_runners(["stylize", "onnxruntime"], model, tempfile.mkdtemp())
+    # Neither runner writes to its work directory (only the export paths do).
+    with tempfile.TemporaryDirectory() as workdir:
+        runners, skipped = inference.make_runners(["stylize", "onnxruntime"], model, workdir)
     if skipped:
         raise SystemExit(f"cannot run: {skipped}")
     weights = np.eye(num_styles_of(model), dtype=np.float32)[[inference.STYLE]]
