@@ -3,8 +3,9 @@
     python bench/profile_many_styles.py [--size=256] [--styles=all] [--calls=5] [--top=20] [--logdir=DIR]
 
 The bundled 26-style model on the demo photo resized to --size, warmed up, then --calls calls
-under TensorFlow's profiler. `--styles=7` profiles one style (the single-photo path). Prints the op time per call by op type and the slowest ops, from
-the profile's XPlane (ops that run at the same time overlap: shares are of the summed op time).
+under TensorFlow's profiler; `--styles=7` profiles one style (the single-photo path). Prints the
+op time per call by op type and the slowest ops, from the profile's XPlane (ops that run at the
+same time overlap: shares are of the summed op time).
 """
 
 import argparse
@@ -30,7 +31,8 @@ def main():
     model = load_model()
     styles = (list(range(int(model.inputs[1].shape[-1]))) if a.styles == "all"
               else [int(s) for s in a.styles.split(",")])
-    styles = styles if len(styles) > 1 else styles[0]
+    count = len(styles)
+    styles = styles if count > 1 else styles[0]  # one index: the single-style path
     photo = Image.open(demo_image_path()).convert("RGB").resize((a.size, a.size))
     photo = np.asarray(photo, np.float32) / 255.0
     for _ in range(3):
@@ -46,7 +48,6 @@ def main():
     tf.profiler.experimental.stop()
     by_type, by_op = op_times(logdir, a.calls)
     total = sum(by_type.values())
-    count = len(styles) if isinstance(styles, list) else 1
     print(f"{count} style(s) of a {a.size} px photo, one call: {1000 * wall:.0f} ms wall "
           f"(unprofiled), {1000 * total:.0f} ms of op time per call ({logdir})")
     print("| op type | ms per call | share |\n|---|---|---|")
