@@ -20,6 +20,13 @@ back to its input, on the content images forward to the deepest content layer; G
 one matmul back) divided by the float32 matmul rate measured in the same run. bfloat16 steps are
 also shown against the float32 floor (they may beat it).
 
+The conv floor: the same convolutions and Gram matmuls as the FLOP floor, each run alone as TF's
+own op at its shape in the plain network (a VALID conv of the padded input; the upsampling convs
+on the upsampled image), float32, one after another: the step's time if it did nothing but its
+convolutions at oneDNN's rate for their shapes. The matmul floor asks for convs at a 2048³
+matmul's rate, which these shapes do not reach (bench/conv_as_matmul.py); this one does not. The
+step may beat it in parts: it runs the upsampling convs with 4/9 of the multiplications.
+
 Rounds alternate, so load from elsewhere hits everything alike: in every round the matmul rate,
 then `--steps` steps of each variant, then (with `--torch_python`) one run of the PyTorch peer
 `bench/torch_peer.py` in a subprocess with that python (its own venv with torch; it warms up and
@@ -71,6 +78,8 @@ def parse_args(argv=None):
     p.add_argument("--torch_steps", type=int, default=3)
     p.add_argument("--profile", help="write a TF profile of the first variant's steps here and "
                    "print where the time goes (compute- vs memory-bound ops)")
+    p.add_argument("--conv_floor", type=int, default=1, help="1: also time the conv floor each round "
+                   "(adds ~4x the step's convolution time per round); 0: skip it")
     p.add_argument("--json", help="write the results here")
     return p.parse_args(argv)
 
@@ -131,12 +140,16 @@ def main(argv=None):
 
     flops = step_flops(next(iter(trainers.values())), images)
     matmul = matmul_benchmark(tf)
+    conv_floor = conv_floor_benchmark(tf, next(iter(trainers.values())), images, flops["total"]) if a.conv_floor else None
+    conv_floors = []
     rates, cpu_rates, times, cpu_times, peer_rounds = [], [], collections.defaultdict(list), collections.defaultdict(list), []
     paired = collections.defaultdict(list)
     for r in range(a.rounds):
         rate, cpu_rate = matmul()
         rates.append(rate)
         cpu_rates.append(cpu_rate)
+        if conv_floor:
+            conv_floors.append(conv_floor())
         for name, (step, iterator) in steps.items():
             # The machine's speed drifts (the matmul rate moved by a quarter between rounds on a
             # shared VM): a matmul timed right before each variant's steps gives them a floor of
@@ -165,6 +178,11 @@ def main(argv=None):
     print(f"float32 matmul: {rate / 1e9:.0f} GFLOP/s (median of {len(rates)}; "
           f"min {min(rates) / 1e9:.0f}, max {max(rates) / 1e9:.0f}) -> floor {floor:.3f} s/step; "
           f"in CPU time {cpu_floor:.3f} CPU-s/step")
+    conv_s = statistics.median(conv_floors) if conv_floors else None
+    if conv_s:
+        print(f"conv floor: {conv_s:.3f} s/step (median of {len(conv_floors)}; min {min(conv_floors):.3f}, "
+              f"max {max(conv_floors):.3f}): {flops['total'] / conv_s / 1e9:.0f} GFLOP/s, "
+              f"{100 * floor / conv_s:.0f} % of the matmul's rate")
     peer_best = None
     if peer_rounds:
         ok = [p for p in peer_rounds if p]
@@ -180,6 +198,8 @@ def main(argv=None):
     # the matmul timed just before that variant's steps in the same round.
     header = (f"{'variant':10} {'first step':>10} {'median step':>12} {'images/s':>9} {'x floor':>8} "
               f"{'x floor (cpu)':>14} {'x floor (paired)':>17}")
+    if conv_s:
+        header += f" {'x conv floor':>13}"
     if peer_best:
         header += f" {'x PyTorch best':>15}"
     print(header)
@@ -192,6 +212,11 @@ def main(argv=None):
         row = {"first_step_s": first[name], "median_s": med, "x_floor": med / floor, "runs": ts,
                "cpu_s": cpu, "x_floor_cpu": cpu / cpu_floor,
                "x_floor_paired": statistics.median(paired[name])}
+        if conv_s:
+            # Per round: our median over the round's steps / that round's conv floor.
+            row["x_conv_floor"] = statistics.median(
+                statistics.median(ts[i * a.steps:(i + 1) * a.steps]) / c for i, c in enumerate(conv_floors))
+            line += f" {row['x_conv_floor']:13.2f}"
         if peer_best:
             # Per round: our median over the round's steps / the peer's best of that round.
             ratios = [statistics.median(ts[i * a.steps:(i + 1) * a.steps]) / min(m["median_s"] for m in p["modes"].values())
@@ -204,7 +229,7 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump({"size": a.size, "batch": a.batch, "flops": flops, "matmul_flops_per_s": rates,
                        "matmul_flops_per_cpu_s": cpu_rates,
-                       "floor_s": floor, "variants": rows, "peer": peer_rounds,
+                       "floor_s": floor, "conv_floor_s": conv_floors, "variants": rows, "peer": peer_rounds,
                        "command": " ".join(["python"] + sys.argv)}, f, indent=2)
 
 
@@ -268,6 +293,88 @@ def matmul_benchmark(tf, n=2048, reps=4):
             best = min(best, time.perf_counter() - t0)
             best_cpu = min(best_cpu, time.process_time() - c0)
         return 2.0 * n ** 3 / best, 2.0 * n ** 3 / best_cpu
+
+    return measure
+
+
+def conv_floor_benchmark(tf, trainer, images, flops, reps=3):
+    """() -> seconds of one step's convolutions and Gram matmuls, each run alone (see the module
+    docstring): the plain network's shapes, every op the step needs as many times as it needs it,
+    each timed as the median of `reps` runs after one untimed run."""
+    import keras
+
+    from image_stylization.model import conv_layers
+
+    def input_shapes(model, inputs, layers):
+        probe = keras.Model(model.input, [l.input for l in layers])
+        return [tuple(t.shape) for t in probe(inputs)]
+
+    ops = collections.Counter()  # (kind, input shape, kernel shape, stride, padding) -> times per step
+    b = images.shape[0]
+    weights = keras.ops.one_hot(keras.ops.zeros([b], "int32"), trainer.num_model_styles)
+    layers = conv_layers(trainer.transformer)
+    for i, (layer, (n, h, w, c)) in enumerate(zip(layers, input_shapes(
+            trainer.transformer, {"image": images, "style_weights": weights}, layers))):
+        pad = 2 * (layer.kernel_size // 2)
+        key = ((n, h * layer.upsample + pad, w * layer.upsample + pad, c), tuple(layer.kernel.shape),
+               layer.strides, "VALID")
+        ops[("conv",) + key] += 1
+        ops[("filter_grad",) + key] += 1
+        if i:  # the image needs no gradient
+            ops[("input_grad",) + key] += 1
+    net = trainer.loss_network
+    vgg = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
+    content_depth = max((net.layers.index(net.get_layer(e)) for e in trainer.setup.content_weights), default=-1)
+    for layer, shape in zip(vgg, input_shapes(net, images, vgg)):
+        key = (shape, tuple(layer.kernel.shape), 1, "SAME")
+        ops[("conv",) + key] += 2 if net.layers.index(layer) <= content_depth else 1
+        ops[("input_grad",) + key] += 1
+    feats = net(images)
+    for e in trainer.setup.style_weights:
+        n, h, w, c = feats[e].shape
+        ops[("gram", (n, h * w, c), None, 1, None)] += 2  # forward, and one matmul back
+
+    def make(kind, shape, kernel, stride, padding):
+        x = tf.random.stateless_normal(shape, seed=[1, 2])
+        if kind == "gram":
+            return tf.function(lambda: tf.matmul(x, x, transpose_a=True))
+        k = tf.random.stateless_normal(kernel, seed=[3, 4]) * 0.05
+        y_shape = tf.nn.conv2d(x, k, stride, padding).shape
+        dy = tf.random.stateless_normal(y_shape, seed=[5, 6])
+        strides = [1, stride, stride, 1]
+        fn = {
+            "conv": lambda: tf.nn.conv2d(x, k, stride, padding),
+            "input_grad": lambda: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=shape, filter=k, out_backprop=dy, strides=strides, padding=padding),
+            "filter_grad": lambda: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=kernel, out_backprop=dy, strides=strides, padding=padding),
+        }[kind]
+        return tf.function(fn)
+
+    functions = {op: make(*op) for op in ops}
+    counted = 0.0
+    for (kind, shape, kernel, stride, padding), count in ops.items():
+        if kind == "gram":
+            counted += count * 2.0 * shape[0] * shape[1] * shape[2] ** 2
+        else:
+            out = tf.nn.conv2d(tf.zeros(shape), tf.zeros(kernel), stride, padding).shape
+            counted += count * 2.0 * np.prod(out[:3]) * np.prod(kernel)
+    # The same work as the FLOP floor, op for op, or this floor is not comparable with it.
+    if abs(counted - flops) > 1e-6 * flops:
+        raise SystemExit(f"conv floor: its ops do {counted / 1e9:.1f} GFLOP, the FLOP floor counts {flops / 1e9:.1f}")
+
+    def measure():
+        total = 0.0
+        for op, count in ops.items():
+            fn = functions[op]
+            fn()
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()  # eager calls return when the op has run (CPU, synchronous)
+                times.append(time.perf_counter() - t0)
+            total += count * statistics.median(times)
+        return total
 
     return measure
 
