@@ -357,8 +357,12 @@ def conv_floor_benchmark(tf, trainer, images, flops, reps=3):
         if kind == "gram":
             counted += count * 2.0 * shape[0] * shape[1] * shape[2] ** 2
         else:
-            out = tf.nn.conv2d(tf.zeros(shape), tf.zeros(kernel), stride, padding).shape
-            counted += count * 2.0 * np.prod(out[:3]) * np.prod(kernel)
+            n, h, w = shape[:3]
+            if padding == "VALID":
+                h, w = (h - kernel[0]) // stride + 1, (w - kernel[1]) // stride + 1
+            else:
+                h, w = -(-h // stride), -(-w // stride)
+            counted += count * 2.0 * n * h * w * np.prod(kernel)
     # The same work as the FLOP floor, op for op, or this floor is not comparable with it.
     if abs(counted - flops) > 1e-6 * flops:
         raise SystemExit(f"conv floor: its ops do {counted / 1e9:.1f} GFLOP, the FLOP floor counts {flops / 1e9:.1f}")
