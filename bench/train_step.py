@@ -23,9 +23,10 @@ also shown against the float32 floor (they may beat it).
 The conv floor: the same convolutions and Gram matmuls as the FLOP floor, each run alone as TF's
 own op at its shape in the plain network (a VALID conv of the padded input; the upsampling convs
 on the upsampled image), float32, one after another: the step's time if it did nothing but its
-convolutions at oneDNN's rate for their shapes. The matmul floor asks for convs at a 2048³
-matmul's rate, which these shapes do not reach (bench/conv_as_matmul.py); this one does not. The
-step may beat it in parts: it runs the upsampling convs with 4/9 of the multiplications.
+convolutions at oneDNN's rate for their shapes. The FLOP floor asks for every conv at a 2048³
+matmul's rate, which these shapes do not reach (bench/conv_as_matmul.py); this one asks for
+oneDNN's own rate at each shape. The step may beat it in parts: it runs the upsampling convs
+with 4/9 of the multiplications.
 
 Rounds alternate, so load from elsewhere hits everything alike: in every round the matmul rate,
 then `--steps` steps of each variant, then (with `--torch_python`) one run of the PyTorch peer
