@@ -20,7 +20,7 @@ back to its input, on the content images forward to the deepest content layer; G
 one matmul back) divided by the float32 matmul rate measured in the same run. bfloat16 steps are
 also shown against the float32 floor (they may beat it).
 
-The conv floor: the same convolutions and Gram matmuls as the FLOP floor, each run alone as TF's
+The conv floor: the very convolutions and Gram matmuls the FLOP floor counts, each run alone as TF's
 own op at its shape in the plain network (a VALID conv of the padded input; the upsampling convs
 on the upsampled image), float32, one after another: the step's time if it did nothing but its
 convolutions at oneDNN's rate for their shapes. The FLOP floor asks for every conv at a 2048³
@@ -139,9 +139,10 @@ def main(argv=None):
         steps[name], trainers[name] = (step, iterator), trainer
         print(f"{name}: first step {first[name]:.1f} s", file=sys.stderr, flush=True)
 
-    flops = step_flops(next(iter(trainers.values())), images)
+    ops = step_ops(next(iter(trainers.values())), images)
+    flops = step_flops(ops)
     matmul = matmul_benchmark(tf)
-    conv_floor = conv_floor_benchmark(tf, next(iter(trainers.values())), images, flops["total"]) if a.conv_floor else None
+    conv_floor = conv_floor_benchmark(tf, ops) if a.conv_floor else None
     conv_floors = []
     rates, cpu_rates, times, cpu_times, peer_rounds = [], [], collections.defaultdict(list), collections.defaultdict(list), []
     paired = collections.defaultdict(list)
@@ -244,39 +245,66 @@ def random_grams(setup, n, rng):
     return out
 
 
-def step_flops(trainer, images):
-    """FLOPs of one step by part (convolutions and Gram matmuls; elementwise work not counted)."""
+def step_ops(trainer, images):
+    """The convolutions and Gram matmuls of one step in the plain network: {(part, kind, input
+    shape, kernel shape, stride, padding): times per step}. Transformer convs are VALID convs of
+    the padded (and upsampled) input; kinds: conv, input_grad, filter_grad, gram."""
     import keras
 
     from image_stylization.model import conv_layers
 
-    def conv_work(model, inputs, layers, kernel):
-        probe = keras.Model(model.input, [l.output for l in layers])
-        outs = probe(inputs)
-        work = []
-        for layer, out in zip(layers, outs):
-            k = kernel(layer)
-            work.append(2.0 * k.shape[0] * k.shape[1] * k.shape[2] * k.shape[3] * np.prod(out.shape[:3]))
-        return work
+    def input_shapes(model, inputs, layers):
+        probe = keras.Model(model.input, [l.input for l in layers])
+        return [tuple(t.shape) for t in probe(inputs)]
 
+    ops = collections.Counter()
     b = images.shape[0]
     weights = keras.ops.one_hot(keras.ops.zeros([b], "int32"), trainer.num_model_styles)
-    t = conv_work(trainer.transformer, {"image": images, "style_weights": weights},
-                  conv_layers(trainer.transformer), lambda l: l.kernel)
+    layers = conv_layers(trainer.transformer)
+    for i, (layer, (n, h, w, c)) in enumerate(zip(layers, input_shapes(
+            trainer.transformer, {"image": images, "style_weights": weights}, layers))):
+        pad = 2 * (layer.kernel_size // 2)
+        key = ((n, h * layer.upsample + pad, w * layer.upsample + pad, c), tuple(layer.kernel.shape),
+               layer.strides, "VALID")
+        ops[("transformer", "conv") + key] += 1
+        ops[("transformer", "filter_grad") + key] += 1
+        if i:  # the image needs no gradient
+            ops[("transformer", "input_grad") + key] += 1
     net = trainer.loss_network
-    vgg_convs = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
-    v = conv_work(net, images, vgg_convs, lambda l: l.kernel)
+    vgg = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
     content_depth = max((net.layers.index(net.get_layer(e)) for e in trainer.setup.content_weights), default=-1)
-    content = sum(w for l, w in zip(vgg_convs, v) if net.layers.index(l) <= content_depth)
+    for layer, shape in zip(vgg, input_shapes(net, images, vgg)):
+        key = (shape, tuple(layer.kernel.shape), 1, "SAME")
+        ops[("vgg_pastiche", "conv") + key] += 1  # forward and the gradient to its input
+        ops[("vgg_pastiche", "input_grad") + key] += 1
+        if net.layers.index(layer) <= content_depth:
+            ops[("vgg_content", "conv") + key] += 1
     feats = net(images)
-    gram = sum(2.0 * b * np.prod(feats[e].shape[1:3]) * feats[e].shape[3] ** 2 for e in trainer.setup.style_weights)
-    return {
-        "transformer": 3 * sum(t) - t[0],  # forward, weight gradients, input gradients (not the image's)
-        "vgg_pastiche": 2 * sum(v),  # forward and the gradient to its input
-        "vgg_content": content,
-        "gram": 2 * gram,  # forward, and one matmul back (the Gram is symmetric)
-        "total": 3 * sum(t) - t[0] + 2 * sum(v) + content + 2 * gram,
-    }
+    for e in trainer.setup.style_weights:
+        n, h, w, c = feats[e].shape
+        ops[("gram", "gram", (n, h * w, c), None, 1, None)] += 2  # forward, and one matmul back (symmetric)
+    return ops
+
+
+def op_flops(kind, shape, kernel, stride, padding):
+    """FLOPs of one op of `step_ops` (a multiply-add counts 2)."""
+    if kind == "gram":
+        return 2.0 * shape[0] * shape[1] * shape[2] ** 2
+    n, h, w = shape[:3]
+    if padding == "VALID":
+        h, w = (h - kernel[0]) // stride + 1, (w - kernel[1]) // stride + 1
+    else:
+        h, w = -(-h // stride), -(-w // stride)
+    return 2.0 * n * h * w * np.prod(kernel)
+
+
+def step_flops(ops):
+    """FLOPs of one step by part (convolutions and Gram matmuls; elementwise work not counted)."""
+    parts = collections.Counter()
+    for (part, *op), count in ops.items():
+        parts[part] += count * op_flops(*op)
+    return {**{p: parts[p] for p in ("transformer", "vgg_pastiche", "vgg_content", "gram")},
+            "total": sum(parts.values())}
 
 
 def matmul_benchmark(tf, n=2048, reps=4):
@@ -298,42 +326,13 @@ def matmul_benchmark(tf, n=2048, reps=4):
     return measure
 
 
-def conv_floor_benchmark(tf, trainer, images, flops, reps=3):
-    """() -> seconds of one step's convolutions and Gram matmuls, each run alone (see the module
-    docstring): the plain network's shapes, every op the step needs as many times as it needs it,
-    each timed as the median of `reps` runs after one untimed run."""
-    import keras
-
-    from image_stylization.model import conv_layers
-
-    def input_shapes(model, inputs, layers):
-        probe = keras.Model(model.input, [l.input for l in layers])
-        return [tuple(t.shape) for t in probe(inputs)]
-
-    ops = collections.Counter()  # (kind, input shape, kernel shape, stride, padding) -> times per step
-    b = images.shape[0]
-    weights = keras.ops.one_hot(keras.ops.zeros([b], "int32"), trainer.num_model_styles)
-    layers = conv_layers(trainer.transformer)
-    for i, (layer, (n, h, w, c)) in enumerate(zip(layers, input_shapes(
-            trainer.transformer, {"image": images, "style_weights": weights}, layers))):
-        pad = 2 * (layer.kernel_size // 2)
-        key = ((n, h * layer.upsample + pad, w * layer.upsample + pad, c), tuple(layer.kernel.shape),
-               layer.strides, "VALID")
-        ops[("conv",) + key] += 1
-        ops[("filter_grad",) + key] += 1
-        if i:  # the image needs no gradient
-            ops[("input_grad",) + key] += 1
-    net = trainer.loss_network
-    vgg = [l for l in net.layers if isinstance(l, keras.layers.Conv2D)]
-    content_depth = max((net.layers.index(net.get_layer(e)) for e in trainer.setup.content_weights), default=-1)
-    for layer, shape in zip(vgg, input_shapes(net, images, vgg)):
-        key = (shape, tuple(layer.kernel.shape), 1, "SAME")
-        ops[("conv",) + key] += 2 if net.layers.index(layer) <= content_depth else 1
-        ops[("input_grad",) + key] += 1
-    feats = net(images)
-    for e in trainer.setup.style_weights:
-        n, h, w, c = feats[e].shape
-        ops[("gram", (n, h * w, c), None, 1, None)] += 2  # forward, and one matmul back
+def conv_floor_benchmark(tf, ops, reps=3):
+    """() -> seconds of the step's ops (`step_ops`), each run alone as TF's op at its shape and
+    counted as many times as the step runs it; each the median of `reps` runs after one untimed
+    run (see the module docstring)."""
+    counts = collections.Counter()
+    for (_, *op), count in ops.items():
+        counts[tuple(op)] += count  # the same op in two parts is timed once
 
     def make(kind, shape, kernel, stride, padding):
         x = tf.random.stateless_normal(shape, seed=[1, 2])
@@ -352,25 +351,11 @@ def conv_floor_benchmark(tf, trainer, images, flops, reps=3):
         }[kind]
         return tf.function(fn)
 
-    functions = {op: make(*op) for op in ops}
-    counted = 0.0
-    for (kind, shape, kernel, stride, padding), count in ops.items():
-        if kind == "gram":
-            counted += count * 2.0 * shape[0] * shape[1] * shape[2] ** 2
-        else:
-            n, h, w = shape[:3]
-            if padding == "VALID":
-                h, w = (h - kernel[0]) // stride + 1, (w - kernel[1]) // stride + 1
-            else:
-                h, w = -(-h // stride), -(-w // stride)
-            counted += count * 2.0 * n * h * w * np.prod(kernel)
-    # The same work as the FLOP floor, op for op, or this floor is not comparable with it.
-    if abs(counted - flops) > 1e-6 * flops:
-        raise SystemExit(f"conv floor: its ops do {counted / 1e9:.1f} GFLOP, the FLOP floor counts {flops / 1e9:.1f}")
+    functions = {op: make(*op) for op in counts}
 
     def measure():
         total = 0.0
-        for op, count in ops.items():
+        for op, count in counts.items():
             fn = functions[op]
             fn()
             times = []
