@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from alternate import median_ms, repeats_flag  # bench/, beside this script
+from train_step import conv_ops
 
 # (batch, output H = W, channels): residual blocks at 128 px x 4 and at 256 px x 16, and the
 # upsampling convs' shapes at 128 px x 4.
@@ -25,7 +26,6 @@ def case(b, h, c):
     x = tf.constant(rng.normal(size=(b, h + 2, h + 2, c)), tf.float32)
     w = tf.constant(rng.normal(size=(3, 3, c, c)), tf.float32)
     dy = tf.constant(rng.normal(size=(b, h, h, c)), tf.float32)
-    strides = [1, 1, 1, 1]
 
     def columns(x):
         return tf.reshape(tf.concat([x[:, i:i + h, j:j + h, :] for i in range(3) for j in range(3)],
@@ -33,12 +33,11 @@ def case(b, h, c):
 
     cols = tf.function(columns)(x)
     a = tf.constant(rng.normal(size=(2048, 2048)), tf.float32)
+    conv = conv_ops(tf, x, w, dy, 1, "VALID")
     ways = {
-        "conv": (lambda: tf.nn.conv2d(x, w, 1, "VALID")),
-        "input grad": (lambda: tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=x.shape, filter=w, out_backprop=dy, strides=strides, padding="VALID")),
-        "filter grad": (lambda: tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=w.shape, out_backprop=dy, strides=strides, padding="VALID")),
+        "conv": conv["conv"],
+        "input grad": conv["input_grad"],
+        "filter grad": conv["filter_grad"],
         "as matmul": (lambda: tf.matmul(cols, tf.reshape(w, [9 * c, c]))),
         "as matmul, filter grad": (lambda: tf.matmul(cols, tf.reshape(dy, [-1, c]), transpose_a=True)),
         "columns": (lambda: columns(x)),

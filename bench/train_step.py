@@ -326,6 +326,19 @@ def matmul_benchmark(tf, n=2048, reps=4):
     return measure
 
 
+def conv_ops(tf, x, kernel, dy, stride, padding):
+    """{"conv", "input_grad", "filter_grad"}: callables running TF's op of each, as the step's
+    gradient runs them, for input x, kernel, and dy the gradient of the conv's output."""
+    strides = [1, stride, stride, 1]
+    return {
+        "conv": lambda: tf.nn.conv2d(x, kernel, stride, padding),
+        "input_grad": lambda: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=x.shape, filter=kernel, out_backprop=dy, strides=strides, padding=padding),
+        "filter_grad": lambda: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=kernel.shape, out_backprop=dy, strides=strides, padding=padding),
+    }
+
+
 def conv_floor_benchmark(tf, ops, reps=3):
     """() -> seconds of the step's ops (`step_ops`), each run alone as TF's op at its shape and
     counted as many times as the step runs it; each the median of `reps` runs after one untimed
@@ -339,17 +352,8 @@ def conv_floor_benchmark(tf, ops, reps=3):
         if kind == "gram":
             return tf.function(lambda: tf.matmul(x, x, transpose_a=True))
         k = tf.random.stateless_normal(kernel, seed=[3, 4]) * 0.05
-        y_shape = tf.nn.conv2d(x, k, stride, padding).shape
-        dy = tf.random.stateless_normal(y_shape, seed=[5, 6])
-        strides = [1, stride, stride, 1]
-        fn = {
-            "conv": lambda: tf.nn.conv2d(x, k, stride, padding),
-            "input_grad": lambda: tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=shape, filter=k, out_backprop=dy, strides=strides, padding=padding),
-            "filter_grad": lambda: tf.raw_ops.Conv2DBackpropFilter(
-                input=x, filter_sizes=kernel, out_backprop=dy, strides=strides, padding=padding),
-        }[kind]
-        return tf.function(fn)
+        dy = tf.random.stateless_normal(tf.nn.conv2d(x, k, stride, padding).shape, seed=[5, 6])
+        return tf.function(conv_ops(tf, x, k, dy, stride, padding)[kind])
 
     functions = {op: make(*op) for op in counts}
 
